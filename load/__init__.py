@@ -1,0 +1,1 @@
+"""Load-testing tools: synthetic streams, recordings and replays (record format: ``pipeline.recordfile``)."""

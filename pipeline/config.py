@@ -1,0 +1,72 @@
+"""The one place for configuration: typed settings read from environment variables.
+
+Every setting is an environment variable prefixed ``LFPIPE_`` (for example ``LFPIPE_KAFKA_BOOTSTRAP``);
+CLI flags override the few that operators change per run. The README lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LFPIPE_", extra="ignore")
+
+    # Where the local stack keeps its data, logs and the state file that tells other commands what runs.
+    stack_dir: Path = Path(".stack")
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset means the local stack's broker."
+    )
+    topic_prefix: str = Field(default="", description="Prefix for every topic name (isolates test runs).")
+    consumer_group: str = "lfpipe-worker"
+
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="clickhouse-connect DSN: http://user:pass@host:8123/db for a server, chdb:///path for "
+        "embedded; unset means embedded chDB under the stack dir.",
+    )
+
+    archive_url: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix for object storage, or a local folder path; unset means a folder "
+        "under the stack dir.",
+    )
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    batch_max_events: int = Field(default=5000, ge=1, description="Flush after this many events.")
+    batch_max_seconds: float = Field(default=1.0, gt=0, description="Flush at least this often.")
+    max_event_bytes: int = Field(default=4_500_000, ge=1024, description="Larger messages are dead-lettered.")
+    state_max_entities: int = Field(
+        default=200_000, ge=100, description="Merged entities kept in memory; older ones are re-read on demand."
+    )
+    dedup_max_ids: int = Field(default=1_000_000, ge=1000, description="Recent event ids remembered for dedup.")
+    retry_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest back-off between retries of a failing sink."
+    )
+
+    worker_web_port: int = Field(default=0, ge=0, description="Port of the worker's HTTP endpoint; 0 picks one.")
+    exit_when_idle: float | None = Field(
+        default=None, description="Exit after this many idle seconds once caught up (batch mode)."
+    )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.stack_dir / "stack.json"
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.stack_dir / "chdb").resolve()
+
+    @property
+    def local_archive_dir(self) -> Path:
+        return (self.stack_dir / "archive").resolve()

@@ -1,0 +1,18 @@
+"""Prometheus metrics of a worker (served on its ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("lfpipe_events_total", "Ingestion events by outcome", ["outcome"])
+DEAD_LETTERS = Counter("lfpipe_dead_letters_total", "Dead-lettered messages by event type", ["event_type"])
+BATCH_SIZE = Histogram(
+    "lfpipe_batch_events", "Events per processed batch", buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000)
+)
+ROWS_WRITTEN = Counter("lfpipe_clickhouse_rows_total", "Rows inserted into ClickHouse", ["table"])
+INSERT_SECONDS = Histogram("lfpipe_clickhouse_insert_seconds", "ClickHouse insert latency per batch")
+SINK_ERRORS = Counter("lfpipe_sink_errors_total", "Failed sink attempts (retried)", ["sink"])
+ARCHIVE_OBJECTS = Counter("lfpipe_archive_objects_total", "Archive objects written")
+ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written")
+ARCHIVE_SECONDS = Histogram("lfpipe_archive_write_seconds", "Archive write latency per batch")
+STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-memory merge state")

@@ -1,0 +1,183 @@
+"""One batch of Kafka records through the pure stages: validate -> dedup -> merge -> rows.
+
+Synchronous and free of I/O: stored rows for entities that are not in memory are fetched through the
+``load_stored`` callback, and the caller makes the output durable before calling ``mark_durable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.recordfile import Record
+from pipeline.transforms.merge import EntityState, apply_record, clocks_of, new_state, state_from_row
+from pipeline.transforms.pricing import ModelTable
+from pipeline.transforms.records import EventRecord, InvalidEvent, to_record
+from pipeline.transforms.rows import RECORD_FIELDS, TABLE_BY_ENTITY, build_row, stored_row_to_record_form
+from pipeline.transforms.validate import IngestionEvent, Rejected, parse_event
+
+log = logging.getLogger(__name__)
+
+EntityKey = tuple[str, str, str]
+StoredState = tuple[dict[str, Any], dict[str, Any]]
+LoadStored = Callable[[list[EntityKey]], dict[EntityKey, StoredState]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: str
+    event_type: str = "unknown"
+
+
+@dataclass
+class BatchOutput:
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    clocks: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    archived: list[Record] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    new_event_ids: list[tuple[str, str]] = field(default_factory=list)
+
+
+class BoundedSet:
+    """Insertion-ordered set that forgets its oldest members beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[Any, None] = OrderedDict()
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add_all(self, items: Iterable[Any]) -> None:
+        for item in items:
+            self._items[item] = None
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class StateStore:
+    """Merged entity states, least recently used evicted beyond ``limit`` (they can be re-read)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._states: OrderedDict[EntityKey, EntityState] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, key: EntityKey) -> bool:
+        return key in self._states
+
+    def get(self, key: EntityKey) -> EntityState | None:
+        state = self._states.get(key)
+        if state is not None:
+            self._states.move_to_end(key)
+        return state
+
+    def put(self, state: EntityState) -> None:
+        self._states[state.key] = state
+        self._states.move_to_end(state.key)
+
+    def trim(self) -> None:
+        while len(self._states) > self.limit:
+            self._states.popitem(last=False)
+
+    def clear(self) -> None:
+        self._states.clear()
+
+
+class Processor:
+    def __init__(self, models: ModelTable, max_event_bytes: int, state_limit: int, dedup_limit: int) -> None:
+        self.models = models
+        self.max_event_bytes = max_event_bytes
+        self.states = StateStore(state_limit)
+        self.seen = BoundedSet(dedup_limit)
+
+    def forget(self) -> None:
+        """Drop in-memory state, for example when partitions move to another worker."""
+        self.states.clear()
+        self.seen.clear()
+
+    def process(self, records: list[Record], load_stored: LoadStored, now_ms: int) -> BatchOutput:
+        out = BatchOutput()
+        out.counts["consumed"] = len(records)
+        parsed: list[tuple[Record, IngestionEvent, EventRecord]] = []
+        batch_ids: set[tuple[str, str]] = set()
+        for record in records:
+            try:
+                outcome = parse_event(record.value, self.max_event_bytes, record.offset)
+                if outcome is None:
+                    out.counts["sdk_log"] += 1
+                    out.archived.append(record)
+                    continue
+                if isinstance(outcome, Rejected):
+                    out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record)))
+                    continue
+                event_key = (outcome.project_id, outcome.event_id)
+                if event_key in self.seen or event_key in batch_ids:
+                    out.counts["deduplicated"] += 1
+                    continue
+                batch_ids.add(event_key)
+                parsed.append((record, outcome, to_record(outcome)))
+            except InvalidEvent as exc:
+                out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record)))
+            except Exception as exc:  # a bug must not stall the partition: park the message with the reason
+                log.exception("unexpected error processing offset %s", record.offset)
+                out.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}", _peek_type(record)))
+
+        missing = sorted(
+            {key for _, _, r in parsed if (key := (r.entity, r.project_id, r.entity_id)) not in self.states}
+        )
+        stored = load_stored(missing) if missing else {}
+        touched: dict[EntityKey, EntityState] = {}
+        for key in missing:
+            if key in stored:
+                row, clocks = stored[key]
+                self.states.put(
+                    state_from_row(key[0], stored_row_to_record_form(key[0], row), clocks, RECORD_FIELDS[key[0]])
+                )
+        for record, event, event_record in parsed:
+            key = (event_record.entity, event_record.project_id, event_record.entity_id)
+            state = self.states.get(key)
+            if state is None:
+                state = new_state(event_record, now_ms)
+                self.states.put(state)
+            if apply_record(state, event_record):
+                touched[key] = state
+            out.archived.append(record)
+            out.new_event_ids.append((event.project_id, event.event_id))
+            out.counts["processed"] += 1
+
+        for key, state in touched.items():
+            out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).append(build_row(state, now_ms, self.models))
+            out.clocks.append((state.entity, state.project_id, state.entity_id, clocks_of(state)))
+        out.counts["dead_lettered"] = len(out.dead_letters)
+        return out
+
+    def mark_durable(self, out: BatchOutput) -> None:
+        """Only now may these events count as seen (marking earlier is Langfuse's bug #16017)."""
+        self.seen.add_all(out.new_event_ids)
+        self.states.trim()
+
+
+def _peek_type(record: Record) -> str:
+    # For metrics only: the type of a message that failed validation, if it can be seen cheaply.
+    marker = record.value.find(b'"type"')
+    if marker < 0:
+        return "unknown"
+    start = record.value.find(b'"', record.value.find(b":", marker) + 1)
+    end = record.value.find(b'"', start + 1)
+    if start < 0 or end < 0 or end - start > 40:
+        return "unknown"
+    return record.value[start + 1 : end].decode(errors="replace")

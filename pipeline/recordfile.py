@@ -1,0 +1,105 @@
+"""The one record format for the raw archive, load-test recordings and dead-letter dumps.
+
+A ``.lfr.zst`` file is a zstd stream of: the magic ``LFR1\\n``, then per record a 4-byte big-endian length
+and a JSON header (topic, partition, offset, timestamp ms, key and headers in base64), then a 4-byte length
+and the value bytes, untouched. Values stay raw so a replay sends exactly what the producer sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import orjson
+import zstandard
+
+MAGIC = b"LFR1\n"
+_LENGTH = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    value: bytes
+    key: bytes | None = None
+    timestamp_ms: int = 0
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def encode_records(records: Iterable[Record], level: int = 3) -> bytes:
+    buffer = io.BytesIO()
+    write_records(buffer, records, level)
+    return buffer.getvalue()
+
+
+def write_records(sink: BinaryIO, records: Iterable[Record], level: int = 3) -> int:
+    """Stream records into ``sink``; returns how many were written."""
+    count = 0
+    with zstandard.ZstdCompressor(level=level).stream_writer(sink, closefd=False) as out:
+        out.write(MAGIC)
+        for record in records:
+            header = orjson.dumps(
+                {
+                    "t": record.topic,
+                    "p": record.partition,
+                    "o": record.offset,
+                    "ts": record.timestamp_ms,
+                    "k": _b64(record.key),
+                    "h": [[name, _b64(value)] for name, value in record.headers],
+                }
+            )
+            out.write(_LENGTH.pack(len(header)))
+            out.write(header)
+            out.write(_LENGTH.pack(len(record.value)))
+            out.write(record.value)
+            count += 1
+    return count
+
+
+def read_records(source: BinaryIO) -> Iterator[Record]:
+    """Stream records back; a truncated tail (a crashed writer) ends the stream with an error."""
+    reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+    if _read_exact(reader, len(MAGIC)) != MAGIC:
+        raise ValueError("not an LFR1 record file")
+    while True:
+        prefix = reader.read(_LENGTH.size)
+        if not prefix:
+            return
+        header = orjson.loads(_read_exact(reader, _LENGTH.unpack(prefix)[0]))
+        value = _read_exact(reader, _LENGTH.unpack(_read_exact(reader, _LENGTH.size))[0])
+        key = header.get("k")
+        yield Record(
+            value=value,
+            key=None if key is None else base64.b64decode(key),
+            timestamp_ms=header.get("ts", 0),
+            topic=header.get("t", ""),
+            partition=header.get("p", -1),
+            offset=header.get("o", -1),
+            headers=tuple((name, base64.b64decode(raw or "")) for name, raw in header.get("h", [])),
+        )
+
+
+def decode_records(data: bytes) -> list[Record]:
+    return list(read_records(io.BytesIO(data)))
+
+
+def _read_exact(reader: BinaryIO, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = reader.read(remaining)
+        if not chunk:
+            raise ValueError("record file ends in the middle of a record")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""Where processed data becomes durable: ClickHouse rows, archive objects and dead letters."""

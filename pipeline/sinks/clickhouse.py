@@ -1,0 +1,151 @@
+"""ClickHouse through clickhouse-connect: embedded chDB (``chdb:///path``) or a server URL, same code.
+
+chDB allows one process per data folder, so the process that opens it takes an exclusive lock and records
+who it is; other commands (``lfpipe query``) then ask that process over HTTP instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from pipeline.transforms.rows import DATETIME_COLUMNS, RECORD_FIELDS, TABLE_BY_ENTITY
+
+LOCK_NAME = ".lfpipe-owner.json"
+
+
+class ChdbBusy(RuntimeError):
+    """Another live process holds the chDB data folder."""
+
+    def __init__(self, owner: dict[str, Any]) -> None:
+        super().__init__(f"the chDB folder is held by process {owner.get('pid')} ({owner.get('role', '?')})")
+        self.owner = owner
+
+
+def _chdb_folder(url: str) -> Path | None:
+    return Path(url.removeprefix("chdb://")) if url.startswith("chdb://") else None
+
+
+def read_owner(url: str) -> dict[str, Any] | None:
+    folder = _chdb_folder(url)
+    if folder is None or not (folder / LOCK_NAME).exists():
+        return None
+    try:
+        return orjson.loads((folder / LOCK_NAME).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def connect(url: str, role: str, web_port: int | None = None) -> Client:
+    """Open ClickHouse. For chDB, lock the folder first (``ChdbBusy`` when a live process holds it)."""
+    folder = _chdb_folder(url)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lfpipe.lock", "a+")  # noqa: SIM115 - held for the life of the process
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ChdbBusy(read_owner(url) or {}) from None
+        _held_locks.append(handle)
+        (folder / LOCK_NAME).write_bytes(orjson.dumps({"pid": os.getpid(), "role": role, "web_port": web_port}))
+        return clickhouse_connect.get_client(dsn=f"chdb://{folder.resolve()}")
+    return clickhouse_connect.get_client(dsn=url)
+
+
+def advertise_web_port(url: str, role: str, web_port: int) -> None:
+    folder = _chdb_folder(url)
+    if folder is not None:
+        (folder / LOCK_NAME).write_bytes(orjson.dumps({"pid": os.getpid(), "role": role, "web_port": web_port}))
+
+
+_held_locks: list[Any] = []
+
+
+def _to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class ClickHouseSink:
+    """Batched inserts and batched reads of stored rows, on one thread (chDB is synchronous)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._columns: dict[str, list[str]] = {}
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+
+    def columns(self, table: str) -> list[str]:
+        if table not in self._columns:
+            result = self.client.query(
+                f"SELECT name FROM system.columns WHERE database = currentDatabase() "
+                f"AND table = '{table}' ORDER BY position"
+            )
+            self._columns[table] = [row[0] for row in result.result_rows]
+        return self._columns[table]
+
+    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert row dicts (timestamps in epoch ms); returns the number of rows."""
+        if not rows:
+            return 0
+        names = [name for name in self.columns(table) if name in rows[0]]
+        data = [[_to_datetime(row[name]) if name in DATETIME_COLUMNS else row[name] for name in names] for row in rows]
+        self.client.insert(table, data, column_names=names)
+        return len(rows)
+
+    def insert_clocks(self, clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> int:
+        rows = [
+            [project, entity, entity_id, orjson.dumps(clock).decode(), _to_datetime(now_ms)]
+            for entity, project, entity_id, clock in clocks
+        ]
+        if rows:
+            self.client.insert("merge_clocks", rows, column_names=["project_id", "entity", "id", "clocks", "event_ts"])
+        return len(rows)
+
+    def read_states(
+        self, keys: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]]:
+        """Stored rows and clocks for (entity, project, id) keys, one query per table and project."""
+        wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for entity, project, entity_id in keys:
+            wanted[(entity, project)].append(entity_id)
+        found: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        for (entity, project), ids in wanted.items():
+            table = TABLE_BY_ENTITY[entity]
+            columns = ["id", "project_id", "created_at", "metadata", *sorted(RECORD_FIELDS[entity])]
+            if entity == "trace":
+                columns.append("tags")
+            parameters = {"project": project, "ids": ids, "entity": entity}
+            rows = self.client.query(
+                f"SELECT {', '.join(columns)} FROM {table} FINAL WHERE project_id = {{project:String}} "
+                f"AND id IN {{ids:Array(String)}}",
+                parameters=parameters,
+            ).named_results()
+            clocks = dict(
+                self.client.query(
+                    "SELECT id, clocks FROM merge_clocks FINAL WHERE project_id = {project:String} "
+                    "AND entity = {entity:String} AND id IN {ids:Array(String)}",
+                    parameters=parameters,
+                ).result_rows
+            )
+            for row in rows:
+                raw = clocks.get(row["id"])
+                found[(entity, project, row["id"])] = (row, orjson.loads(raw) if raw else {})
+        return found
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.client.close()

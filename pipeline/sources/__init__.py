@@ -1,0 +1,1 @@
+"""Where events come from: Kafka topics read by the Faust app."""

@@ -1,0 +1,1 @@
+"""Pure, synchronous stages: no Kafka, ClickHouse or object storage in here."""

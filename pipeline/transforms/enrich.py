@@ -1,0 +1,54 @@
+"""Usage and cost for an observation's merged state: model match, usage totals, pricing tier, cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from pipeline.transforms.pricing import Costs, ModelTable, computed_costs, provided_costs
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    usage_details: dict[str, int]
+    cost_details: dict[str, Decimal]
+    total_cost: Decimal | None
+    internal_model_id: str | None
+    pricing_tier_id: str | None
+    pricing_tier_name: str | None
+
+
+NO_ENRICHMENT = Enrichment({}, {}, None, None, None, None)
+
+
+def usage_with_total(provided: dict[str, int]) -> dict[str, int]:
+    """When usage is given without a total, the total is the sum of every key (cache buckets included)."""
+    if not provided or "total" in provided:
+        return dict(provided)
+    return {**provided, "total": sum(provided.values())}
+
+
+def enrich_observation(
+    models: ModelTable,
+    project_id: str,
+    model_name: str | None,
+    provided_usage: dict[str, int] | None,
+    provided_cost: dict[str, float] | None,
+) -> Enrichment:
+    usage = usage_with_total(provided_usage or {})
+    model = models.match(project_id, model_name) if model_name else None
+    tier = model.tier_for(usage) if model else None
+    if provided_cost:
+        costs = provided_costs(provided_cost)
+    elif tier is not None:
+        costs = computed_costs(tier, usage)
+    else:
+        costs = Costs({}, None)
+    return Enrichment(
+        usage_details=usage,
+        cost_details=costs.details,
+        total_cost=costs.total,
+        internal_model_id=model.id if model else None,
+        pricing_tier_id=tier.id if tier else None,
+        pricing_tier_name=tier.name if tier else None,
+    )

@@ -1,0 +1,139 @@
+"""Langfuse's merge rules as a per-field clocked state, so that any arrival order gives the same row.
+
+Langfuse folds an entity's events sorted by (envelope timestamp, create before update). Keeping, for each
+field, the sort key of the event that set it gives the same result as that fold whatever the order in
+which events arrive, and re-applying an event changes nothing. That is what makes redelivery after a
+crash, a rebalance or a late update safe:
+
+- immutable fields keep the value of the earliest event that defines them;
+- other fields keep the value of the latest event that defines them (``null`` counts, ``{}`` does not);
+- input and output: the latest truthy value (records only carry truthy ones);
+- metadata: per top-level key, the latest value; two objects on one key deep-merge;
+- tags: the union, sorted when the row is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.transforms.records import EventRecord, SortKey
+
+IMMUTABLE_FIELDS: dict[str, frozenset[str]] = {
+    "trace": frozenset({"timestamp", "environment"}),
+    "observation": frozenset({"trace_id", "start_time", "environment", "type"}),
+    "score": frozenset({"timestamp", "trace_id", "environment"}),
+}
+# A clock older than any event: values read from a row that has no stored clocks.
+STORED_CLOCK: SortKey = (-(2**62), 0, 0, "")
+
+
+@dataclass(slots=True)
+class EntityState:
+    entity: str
+    project_id: str
+    entity_id: str
+    created_at_ms: int
+    fields: dict[str, tuple[SortKey, Any]] = field(default_factory=dict)
+    metadata: dict[str, tuple[SortKey, Any]] = field(default_factory=dict)
+    tags: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.entity, self.project_id, self.entity_id)
+
+    def value(self, name: str, default: Any = None) -> Any:
+        slot = self.fields.get(name)
+        return default if slot is None else slot[1]
+
+
+def deep_merge(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """lodash ``merge``: nested objects merge key by key, anything else from ``newer`` wins."""
+    merged = dict(older)
+    for key, value in newer.items():
+        previous = merged.get(key)
+        if isinstance(previous, dict) and isinstance(value, dict):
+            merged[key] = deep_merge(previous, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_record(state: EntityState, record: EventRecord) -> bool:
+    """Fold one event into the state; returns whether anything changed."""
+    clock = record.sort_key
+    immutable = IMMUTABLE_FIELDS[state.entity]
+    changed = False
+    fields = state.fields
+    for name, value in record.fields.items():
+        if isinstance(value, dict) and not value:
+            continue  # an empty object never overwrites (protects usage and cost maps)
+        current = fields.get(name)
+        if current is None:
+            fields[name] = (clock, value)
+            changed = True
+        elif (clock < current[0]) if name in immutable else (clock > current[0]):
+            changed |= current[1] != value
+            fields[name] = (clock, value)
+    if record.metadata:
+        changed |= _apply_metadata(state.metadata, record.metadata, clock)
+    if record.tags and not state.tags.issuperset(record.tags):
+        state.tags.update(record.tags)
+        changed = True
+    return changed
+
+
+def _apply_metadata(metadata: dict[str, tuple[SortKey, Any]], incoming: dict[str, Any], clock: SortKey) -> bool:
+    changed = False
+    for key, value in incoming.items():
+        if value is None and key not in metadata:
+            continue
+        current = metadata.get(key)
+        if current is None:
+            metadata[key] = (clock, value)
+            changed = True
+            continue
+        old_clock, old_value = current
+        if old_clock == clock:
+            continue
+        if isinstance(old_value, dict) and isinstance(value, dict):
+            older, newer = (old_value, value) if old_clock < clock else (value, old_value)
+            metadata[key] = (max(old_clock, clock), deep_merge(older, newer))
+            changed = True
+        elif clock > old_clock:
+            metadata[key] = (clock, value)
+            changed = True
+    return changed
+
+
+def new_state(record: EventRecord, now_ms: int) -> EntityState:
+    return EntityState(record.entity, record.project_id, record.entity_id, now_ms)
+
+
+def clocks_of(state: EntityState) -> dict[str, list[Any]]:
+    """The clocks to persist beside the row (``metadata.<key>`` for metadata keys)."""
+    clocks: dict[str, list[Any]] = {name: list(slot[0]) for name, slot in state.fields.items()}
+    clocks.update({f"metadata.{key}": list(slot[0]) for key, slot in state.metadata.items()})
+    return clocks
+
+
+def state_from_row(
+    entity: str, row: dict[str, Any], clocks: dict[str, list[Any]], fields: frozenset[str]
+) -> EntityState:
+    """Rebuild a state from a stored row (values in record form) and its persisted clocks.
+
+    ``fields`` are the row's columns that records set; a value without a stored clock gets the oldest
+    clock, so stored immutable values stay and any newer event overwrites the rest, as in Langfuse.
+    """
+    state = EntityState(entity, row["project_id"], row["id"], row["created_at"])
+    for name in fields:
+        if name in row and (name in clocks or row[name] is not None):
+            state.fields[name] = (_clock(clocks.get(name)), row[name])
+    for key, value in (row.get("metadata") or {}).items():
+        state.metadata[key] = (_clock(clocks.get(f"metadata.{key}")), value)
+    state.tags.update(row.get("tags") or ())
+    return state
+
+
+def _clock(raw: list[Any] | None) -> SortKey:
+    return STORED_CLOCK if raw is None else (int(raw[0]), int(raw[1]), int(raw[2]), str(raw[3]))

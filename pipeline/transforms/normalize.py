@@ -1,0 +1,150 @@
+"""Langfuse's silent repairs: environment names, metadata shapes, usage and cost forms."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+_ENVIRONMENT_PREFIX = re.compile(r"^langfuse[-_]?")
+_ENVIRONMENT_VALID = re.compile(r"^[a-z0-9\-_]+$")
+_OPENAI_COMPLETION_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+_OPENAI_RESPONSES_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens"})
+
+
+def normalize_environment(value: str | None) -> str:
+    """Lower-case, strip a ``langfuse`` prefix, cut to 40 characters; anything else invalid is "default"."""
+    if not value:
+        return "default"
+    name = _ENVIRONMENT_PREFIX.sub("", value.lower())[:40]
+    return name if _ENVIRONMENT_VALID.match(name) else "default"
+
+
+def stringify(value: Any) -> str:
+    """JSON.stringify for non-strings; strings stay as they are."""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def metadata_record(value: Any) -> dict[str, Any] | None:
+    """A primitive becomes {metadata: str}, an array {metadata: json}; objects pass; null means none."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return {"metadata": stringify(value)}
+    if isinstance(value, bool):
+        return {"metadata": "true" if value else "false"}
+    return {"metadata": str(value)}
+
+
+def _non_negative_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    if isinstance(value, str):
+        # parseInt semantics: leading digits count, so "12abc" is 12.
+        match = re.match(r"^\s*([+-]?\d+)", value)
+        if match:
+            number = int(match.group(1))
+            return number if number >= 0 else None
+    return None
+
+
+def _openai_details(usage: dict[str, Any], base_key: str, details_key: str, prefix: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    base = _non_negative_int(usage.get(base_key))
+    details = usage.get(details_key)
+    if base is not None:
+        out[prefix] = base
+    if isinstance(details, dict):
+        for key, raw in details.items():
+            count = _non_negative_int(raw)
+            if count is None:
+                continue
+            out[f"{prefix}_{key}"] = count
+            if prefix in out:
+                out[prefix] = max(out[prefix] - count, 0)
+    return out
+
+
+def usage_details(value: Any) -> dict[str, int] | None:
+    """``usageDetails`` in any accepted form to a flat {usage type: non-negative int}; empty is None."""
+    if not isinstance(value, dict) or not value:
+        return None
+    keys = value.keys()
+    if "prompt_tokens" in keys and keys & _OPENAI_COMPLETION_KEYS:
+        out = _openai_details(value, "prompt_tokens", "prompt_tokens_details", "input")
+        out |= _openai_details(value, "completion_tokens", "completion_tokens_details", "output")
+        total = _non_negative_int(value.get("total_tokens"))
+    elif "input_tokens" in keys and keys & _OPENAI_RESPONSES_KEYS:
+        out = _openai_details(value, "input_tokens", "input_tokens_details", "input")
+        out |= _openai_details(value, "output_tokens", "output_tokens_details", "output")
+        total = _non_negative_int(value.get("total_tokens"))
+    else:
+        out = {}
+        for key, raw in value.items():
+            count = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
+            if isinstance(raw, str) and raw.strip().isdigit():
+                count = int(raw)
+            if count is not None:
+                out[str(key)] = count
+        total = None
+    if total is not None:
+        out["total"] = total
+    return out or None
+
+
+def legacy_usage(value: Any) -> tuple[dict[str, int], dict[str, float]]:
+    """Legacy ``usage`` ({input, output, total, *Cost} or promptTokens...) to usage and cost maps."""
+    if not isinstance(value, dict):
+        return {}, {}
+    if any(key in value for key in ("promptTokens", "completionTokens", "totalTokens")):
+        value = {
+            "input": value.get("promptTokens"),
+            "output": value.get("completionTokens"),
+            "total": value.get("totalTokens"),
+        }
+    usage = {k: n for k in ("input", "output", "total") if (n := _non_negative_int(value.get(k))) is not None}
+    costs = {
+        name: float(raw)
+        for name, key in (("input", "inputCost"), ("output", "outputCost"), ("total", "totalCost"))
+        if isinstance(raw := value.get(key), int | float) and not isinstance(raw, bool) and raw >= 0
+    }
+    return usage, costs
+
+
+def cost_details(value: Any) -> dict[str, float] | None:
+    if not isinstance(value, dict):
+        return None
+    out = {
+        str(k): float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+    }
+    return out or None
+
+
+def provided_usage_and_cost(
+    usage: Any, details: Any, costs: Any
+) -> tuple[dict[str, int] | None, dict[str, float] | None]:
+    """Langfuse's provided_usage_details / provided_cost_details for one observation event."""
+    legacy_units, legacy_costs = legacy_usage(usage)
+    detail_units = usage_details(details)
+    units = dict(legacy_units)
+    if "total" not in units and not detail_units:
+        if "input" in units and "output" in units:
+            units["total"] = units["input"] + units["output"]
+        elif "input" in units or "output" in units:
+            units["total"] = units.get("input", units.get("output", 0))
+    if detail_units:
+        units |= detail_units
+    cost = dict(legacy_costs)
+    detail_costs = cost_details(costs)
+    if detail_costs:
+        cost |= detail_costs
+    return units or None, cost or None

@@ -1,0 +1,220 @@
+"""One validated event to the fields it sets on its entity, in ClickHouse column names.
+
+A field missing from the record is JavaScript's ``undefined`` (never overwrites); ``None`` is ``null``
+(overwrites where Langfuse passes null through). Timestamps are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from pipeline.transforms.normalize import (
+    metadata_record,
+    normalize_environment,
+    provided_usage_and_cost,
+    stringify,
+)
+from pipeline.transforms.validate import (
+    IngestionEvent,
+    ObservationBody,
+    ScoreBody,
+    TraceBody,
+    given,
+    parse_timestamp_ms,
+)
+
+OBSERVATION_TYPE_BY_EVENT = {
+    "span": "SPAN",
+    "generation": "GENERATION",
+    "event": "EVENT",
+    "agent": "AGENT",
+    "tool": "TOOL",
+    "chain": "CHAIN",
+    "retriever": "RETRIEVER",
+    "evaluator": "EVALUATOR",
+    "embedding": "EMBEDDING",
+    "guardrail": "GUARDRAIL",
+}
+
+SortKey = tuple[int, int, int, str]
+
+
+class InvalidEvent(ValueError):
+    """A structurally valid event that Langfuse's worker would reject (for example a score out of range)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    entity: str
+    project_id: str
+    entity_id: str
+    sort_key: SortKey
+    fields: dict[str, Any]
+    metadata: dict[str, Any] | None
+    tags: tuple[str, ...]
+
+
+def sort_key(event: IngestionEvent) -> SortKey:
+    """Envelope time, then creates before updates, then stream position, then event id (a total order)."""
+    return (event.timestamp_ms, 1 if event.is_update else 0, event.sequence, event.event_id)
+
+
+def to_record(event: IngestionEvent) -> EventRecord:
+    body = event.body
+    if isinstance(body, TraceBody):
+        fields = _trace_fields(event, body)
+    elif isinstance(body, ObservationBody):
+        fields = _observation_fields(event, body)
+    elif isinstance(body, ScoreBody):
+        fields = _score_fields(event, body)
+    else:  # pragma: no cover - validate only builds the three body types
+        raise InvalidEvent(f"no record mapping for {type(body).__name__}")
+    metadata = metadata_record(body.metadata) if given(getattr(body, "metadata", None)) else None
+    tags = tuple(body.tags) if isinstance(body, TraceBody) and given(body.tags) else ()
+    return EventRecord(event.entity, event.project_id, event.entity_id, sort_key(event), fields, metadata, tags)
+
+
+def _copy(fields: dict[str, Any], body: msgspec.Struct, mapping: dict[str, str], null_overwrites: bool) -> None:
+    for source, column in mapping.items():
+        value = getattr(body, source)
+        if value is msgspec.UNSET or (value is None and not null_overwrites):
+            continue
+        fields[column] = value
+
+
+def js_truthy(value: Any) -> bool:
+    """JavaScript truthiness: {} and [] are truthy; null, false, 0, NaN and "" are not."""
+    if value is None or value is False or value is msgspec.UNSET or value == "":
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value == value and value != 0
+    return True
+
+
+def _io(fields: dict[str, Any], body: TraceBody | ObservationBody) -> None:
+    # Only truthy values compete for "last input/output", exactly like Langfuse.
+    for name in ("input", "output"):
+        value = getattr(body, name)
+        if js_truthy(value):
+            fields[name] = stringify(value)
+
+
+def _ms(value: str | msgspec.UnsetType | None) -> int | None:
+    return parse_timestamp_ms(value) if isinstance(value, str) else None
+
+
+def _trace_fields(event: IngestionEvent, body: TraceBody) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "timestamp": _ms(body.timestamp) or event.timestamp_ms,
+        "environment": normalize_environment(body.environment if given(body.environment) else None),
+    }
+    _copy(
+        fields,
+        body,
+        {"name": "name", "userId": "user_id", "release": "release", "version": "version", "sessionId": "session_id"},
+        null_overwrites=True,
+    )
+    if given(body.public):
+        # Langfuse writes public=false on every trace-create, resetting a flag set in the UI; we only set it
+        # when the producer says so.
+        fields["public"] = body.public
+    _io(fields, body)
+    return fields
+
+
+def _observation_type(event: IngestionEvent, body: ObservationBody) -> str:
+    if event.type.startswith("observation-"):
+        return str(body.type)
+    return OBSERVATION_TYPE_BY_EVENT[event.type.rsplit("-", 1)[0]]
+
+
+def _observation_fields(event: IngestionEvent, body: ObservationBody) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "type": _observation_type(event, body),
+        "start_time": _ms(body.startTime) or event.timestamp_ms,
+        "environment": normalize_environment(body.environment if given(body.environment) else None),
+    }
+    if given(body.traceId):
+        fields["trace_id"] = body.traceId
+    _copy(fields, body, {"name": "name", "level": "level", "model": "provided_model_name"}, null_overwrites=True)
+    _copy(
+        fields,
+        body,
+        {"statusMessage": "status_message", "parentObservationId": "parent_observation_id", "version": "version"},
+        null_overwrites=False,
+    )
+    for source, column in (("endTime", "end_time"), ("completionStartTime", "completion_start_time")):
+        stamp = _ms(getattr(body, source))
+        if stamp is not None:
+            fields[column] = stamp
+    if body.modelParameters:
+        fields["model_parameters"] = stringify(body.modelParameters)
+    if given(body.promptName):
+        fields["prompt_name"] = body.promptName
+        fields["prompt_version"] = body.promptVersion
+    usage, cost = provided_usage_and_cost(body.usage, body.usageDetails, body.costDetails)
+    if usage:
+        fields["provided_usage_details"] = usage
+    if cost:
+        fields["provided_cost_details"] = cost
+    _io(fields, body)
+    return fields
+
+
+def _score_fields(event: IngestionEvent, body: ScoreBody) -> dict[str, Any]:
+    data_type, value, string_value = _score_value(body)
+    fields: dict[str, Any] = {
+        "timestamp": _ms(body.timestamp) or event.timestamp_ms,
+        "environment": normalize_environment(body.environment if given(body.environment) else None),
+        "name": body.name,
+        "value": value,
+        "data_type": data_type,
+        "string_value": string_value,
+        "source": body.source if given(body.source) else "API",
+    }
+    if data_type == "TEXT":
+        fields["long_string_value"] = string_value or ""
+        fields["string_value"] = None
+    _copy(
+        fields,
+        body,
+        {
+            "traceId": "trace_id",
+            "observationId": "observation_id",
+            "sessionId": "session_id",
+            "datasetRunId": "dataset_run_id",
+            "configId": "config_id",
+            "queueId": "queue_id",
+            "executionTraceId": "execution_trace_id",
+            "authorUserId": "author_user_id",
+        },
+        null_overwrites=False,
+    )
+    # A null comment on update clears the comment (Langfuse #4900).
+    _copy(fields, body, {"comment": "comment"}, null_overwrites=True)
+    return fields
+
+
+def _score_value(body: ScoreBody) -> tuple[str, float, str | None]:
+    data_type = body.dataType if given(body.dataType) else None
+    value = body.value
+    if data_type is None:
+        data_type = "CATEGORICAL" if isinstance(value, str) else "NUMERIC"
+    if data_type in ("NUMERIC", "CORRECTION"):
+        if isinstance(value, str):
+            raise InvalidEvent(f"{data_type} score {body.name!r} needs a numeric value, got a string")
+        return data_type, float(value), None
+    if data_type == "BOOLEAN":
+        if value not in (0, 1) or isinstance(value, str):
+            raise InvalidEvent(f"BOOLEAN score {body.name!r} needs value 0 or 1, got {value!r}")
+        return data_type, float(value), "True" if value == 1 else "False"
+    if data_type == "CATEGORICAL":
+        if not isinstance(value, str):
+            raise InvalidEvent(f"CATEGORICAL score {body.name!r} needs a string value, got {value!r}")
+        return data_type, 0.0, value
+    if not isinstance(value, str):  # TEXT
+        raise InvalidEvent(f"TEXT score {body.name!r} needs a string value, got {value!r}")
+    return data_type, 0.0, value

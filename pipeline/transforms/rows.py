@@ -1,0 +1,198 @@
+"""Merged entity state to a ClickHouse row (Langfuse v3 columns), and a stored row back to state form.
+
+Timestamps stay epoch milliseconds here; the ClickHouse sink converts them on insert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from decimal import Decimal
+from typing import Any
+
+from pipeline.transforms.enrich import enrich_observation
+from pipeline.transforms.merge import EntityState
+from pipeline.transforms.normalize import stringify
+from pipeline.transforms.pricing import ModelTable
+
+TABLE_BY_ENTITY = {"trace": "traces", "observation": "observations", "score": "scores"}
+
+# The columns that event records set; the rest are derived when the row is built.
+RECORD_FIELDS: dict[str, frozenset[str]] = {
+    "trace": frozenset(
+        {"timestamp", "environment", "name", "user_id", "release", "version", "session_id", "public", "input", "output"}
+    ),
+    "observation": frozenset(
+        {
+            "type",
+            "start_time",
+            "environment",
+            "trace_id",
+            "name",
+            "level",
+            "provided_model_name",
+            "status_message",
+            "parent_observation_id",
+            "version",
+            "end_time",
+            "completion_start_time",
+            "model_parameters",
+            "prompt_name",
+            "prompt_version",
+            "provided_usage_details",
+            "provided_cost_details",
+            "input",
+            "output",
+        }
+    ),
+    "score": frozenset(
+        {
+            "timestamp",
+            "environment",
+            "name",
+            "value",
+            "data_type",
+            "string_value",
+            "long_string_value",
+            "source",
+            "trace_id",
+            "observation_id",
+            "session_id",
+            "dataset_run_id",
+            "config_id",
+            "queue_id",
+            "execution_trace_id",
+            "author_user_id",
+            "comment",
+        }
+    ),
+}
+DATETIME_COLUMNS = frozenset(
+    {"timestamp", "start_time", "end_time", "completion_start_time", "created_at", "updated_at", "event_ts"}
+)
+
+
+def _common(state: EntityState, now_ms: int) -> dict[str, Any]:
+    return {
+        "id": state.entity_id,
+        "project_id": state.project_id,
+        "environment": state.value("environment", "default"),
+        "metadata": {key: stringify(slot[1]) for key, slot in state.metadata.items() if slot[1] is not None},
+        "created_at": state.created_at_ms,
+        "updated_at": now_ms,
+        "event_ts": now_ms,
+        "is_deleted": 0,
+    }
+
+
+def trace_row(state: EntityState, now_ms: int) -> dict[str, Any]:
+    value = state.value
+    return {
+        **_common(state, now_ms),
+        "timestamp": value("timestamp"),
+        "name": value("name") or "",
+        "user_id": value("user_id"),
+        "release": value("release"),
+        "version": value("version"),
+        "public": bool(value("public", False)),
+        "bookmarked": False,
+        "tags": sorted(state.tags),
+        "input": value("input"),
+        "output": value("output"),
+        "session_id": value("session_id"),
+    }
+
+
+def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict[str, Any]:
+    value = state.value
+    start = value("start_time")
+    end = value("end_time")
+    level = value("level") or "DEFAULT"
+    provided_usage = value("provided_usage_details") or {}
+    provided_cost = value("provided_cost_details") or {}
+    enrichment = enrich_observation(
+        models, state.project_id, value("provided_model_name"), provided_usage, provided_cost
+    )
+    return {
+        **_common(state, now_ms),
+        # No trace id anywhere: the observation's own id, as Langfuse's wrapper-trace rule intends (and a
+        # random id, Langfuse's actual behaviour, would change on every re-merge).
+        "trace_id": value("trace_id") or state.entity_id,
+        "type": value("type"),
+        "parent_observation_id": value("parent_observation_id"),
+        "start_time": start,
+        "end_time": max(end, start) if end is not None else None,
+        "name": value("name") or "",
+        "level": level,
+        "status_message": value("status_message"),
+        "version": value("version"),
+        "input": value("input"),
+        "output": value("output"),
+        "provided_model_name": value("provided_model_name"),
+        "internal_model_id": enrichment.internal_model_id,
+        "model_parameters": value("model_parameters"),
+        "provided_usage_details": provided_usage,
+        "usage_details": enrichment.usage_details,
+        "provided_cost_details": {key: Decimal(str(cost)) for key, cost in provided_cost.items()},
+        "cost_details": enrichment.cost_details,
+        "total_cost": enrichment.total_cost,
+        "completion_start_time": value("completion_start_time"),
+        "prompt_id": None,
+        "prompt_name": value("prompt_name"),
+        "prompt_version": value("prompt_version"),
+        "usage_pricing_tier_id": enrichment.pricing_tier_id,
+        "usage_pricing_tier_name": enrichment.pricing_tier_name,
+        "tool_definitions": {},
+        "tool_calls": [],
+        "tool_call_names": [],
+    }
+
+
+def score_row(state: EntityState, now_ms: int) -> dict[str, Any]:
+    value = state.value
+    return {
+        **_common(state, now_ms),
+        "timestamp": value("timestamp"),
+        "trace_id": value("trace_id"),
+        "session_id": value("session_id"),
+        "dataset_run_id": value("dataset_run_id"),
+        "observation_id": value("observation_id"),
+        "name": value("name") or "",
+        "value": value("value", 0.0),
+        "source": value("source") or "API",
+        "comment": value("comment"),
+        "author_user_id": value("author_user_id"),
+        "config_id": value("config_id"),
+        "data_type": value("data_type") or "NUMERIC",
+        "string_value": value("string_value"),
+        "queue_id": value("queue_id"),
+        "execution_trace_id": value("execution_trace_id"),
+        "long_string_value": value("long_string_value") or "",
+        "ingestion_api_key": "",
+        "ingestion_sdk_name": "unknown",
+        "ingestion_sdk_version": "unknown",
+    }
+
+
+def build_row(state: EntityState, now_ms: int, models: ModelTable) -> dict[str, Any]:
+    if state.entity == "observation":
+        return observation_row(state, now_ms, models)
+    if state.entity == "trace":
+        return trace_row(state, now_ms)
+    return score_row(state, now_ms)
+
+
+def stored_row_to_record_form(entity: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A row read from ClickHouse (datetimes, Decimals, empty maps) in the form records use."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name in DATETIME_COLUMNS and value is not None:
+            # clickhouse-connect returns naive datetimes for columns without a time zone: they are UTC.
+            stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
+            out[name] = int(stamp.timestamp() * 1000)
+        elif name == "provided_cost_details":
+            out[name] = {key: float(cost) for key, cost in value.items()} or None
+        elif name == "provided_usage_details":
+            out[name] = {key: int(units) for key, units in value.items()} or None
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,260 @@
+"""Parse and validate one Kafka message into an ``IngestionEvent``, or reject it with a reason.
+
+As lenient as Langfuse's ingestion API: unknown body keys are ignored, invalid environments become
+"default", invalid usage numbers are dropped (see ``normalize``). What Langfuse answers with a 400 is a
+``Rejected`` here, and the worker dead-letters it with ``reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import msgspec
+import orjson
+
+ENTITY_BY_TYPE: dict[str, str] = {
+    "trace-create": "trace",
+    "score-create": "score",
+    "sdk-log": "sdk_log",
+    "observation-create": "observation",
+    "observation-update": "observation",
+    **{
+        f"{kind}-create": "observation"
+        for kind in (
+            "event",
+            "span",
+            "generation",
+            "agent",
+            "tool",
+            "chain",
+            "retriever",
+            "evaluator",
+            "embedding",
+            "guardrail",
+        )
+    },
+    "span-update": "observation",
+    "generation-update": "observation",
+}
+UPDATE_TYPES = frozenset({"span-update", "generation-update", "observation-update"})
+MAX_ID_LENGTH = 800
+MAX_TRACE_NAME_LENGTH = 1000
+
+Json = Any
+ObservationLevel = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
+ScoreDataType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "CORRECTION", "TEXT"]
+
+
+class Envelope(msgspec.Struct):
+    id: str
+    timestamp: str
+    type: str
+    body: dict[str, Json]
+    project_id: str
+    metadata: Json = None
+
+
+class TraceBody(msgspec.Struct, omit_defaults=True):
+    id: str | msgspec.UnsetType | None = msgspec.UNSET
+    timestamp: str | msgspec.UnsetType | None = msgspec.UNSET
+    name: str | msgspec.UnsetType | None = msgspec.UNSET
+    externalId: str | msgspec.UnsetType | None = msgspec.UNSET
+    input: Json = msgspec.UNSET
+    output: Json = msgspec.UNSET
+    sessionId: str | msgspec.UnsetType | None = msgspec.UNSET
+    release: str | msgspec.UnsetType | None = msgspec.UNSET
+    version: str | msgspec.UnsetType | None = msgspec.UNSET
+    userId: str | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Json = msgspec.UNSET
+    tags: list[str] | msgspec.UnsetType | None = msgspec.UNSET
+    environment: str | msgspec.UnsetType | None = msgspec.UNSET
+    public: bool | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ObservationBody(msgspec.Struct, omit_defaults=True):
+    id: str | msgspec.UnsetType | None = msgspec.UNSET
+    traceId: str | msgspec.UnsetType | None = msgspec.UNSET
+    type: Literal["SPAN", "GENERATION", "EVENT"] | msgspec.UnsetType | None = msgspec.UNSET
+    name: str | msgspec.UnsetType | None = msgspec.UNSET
+    startTime: str | msgspec.UnsetType | None = msgspec.UNSET
+    endTime: str | msgspec.UnsetType | None = msgspec.UNSET
+    completionStartTime: str | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Json = msgspec.UNSET
+    input: Json = msgspec.UNSET
+    output: Json = msgspec.UNSET
+    level: ObservationLevel | msgspec.UnsetType | None = msgspec.UNSET
+    statusMessage: str | msgspec.UnsetType | None = msgspec.UNSET
+    parentObservationId: str | msgspec.UnsetType | None = msgspec.UNSET
+    version: str | msgspec.UnsetType | None = msgspec.UNSET
+    environment: str | msgspec.UnsetType | None = msgspec.UNSET
+    model: str | msgspec.UnsetType | None = msgspec.UNSET
+    modelParameters: dict[str, Json] | msgspec.UnsetType | None = msgspec.UNSET
+    usage: Json = msgspec.UNSET
+    usageDetails: Json = msgspec.UNSET
+    costDetails: Json = msgspec.UNSET
+    promptName: str | msgspec.UnsetType | None = msgspec.UNSET
+    promptVersion: int | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ScoreBody(msgspec.Struct, omit_defaults=True):
+    name: str
+    value: float | str
+    id: str | msgspec.UnsetType | None = msgspec.UNSET
+    timestamp: str | msgspec.UnsetType | None = msgspec.UNSET
+    traceId: str | msgspec.UnsetType | None = msgspec.UNSET
+    observationId: str | msgspec.UnsetType | None = msgspec.UNSET
+    sessionId: str | msgspec.UnsetType | None = msgspec.UNSET
+    datasetRunId: str | msgspec.UnsetType | None = msgspec.UNSET
+    comment: str | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Json = msgspec.UNSET
+    dataType: ScoreDataType | msgspec.UnsetType | None = msgspec.UNSET
+    configId: str | msgspec.UnsetType | None = msgspec.UNSET
+    environment: str | msgspec.UnsetType | None = msgspec.UNSET
+    source: str | msgspec.UnsetType | None = msgspec.UNSET
+    queueId: str | msgspec.UnsetType | None = msgspec.UNSET
+    executionTraceId: str | msgspec.UnsetType | None = msgspec.UNSET
+    authorUserId: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+BODY_TYPE_BY_ENTITY: dict[str, type[msgspec.Struct]] = {
+    "trace": TraceBody,
+    "observation": ObservationBody,
+    "score": ScoreBody,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionEvent:
+    project_id: str
+    event_id: str
+    timestamp_ms: int
+    type: str
+    entity: str
+    entity_id: str
+    body: msgspec.Struct
+    is_update: bool
+    # Position in the source stream (the Kafka offset): breaks timestamp ties in arrival order, as
+    # Langfuse's stable sort does, while staying fixed across redeliveries.
+    sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    event_id: str | None = None
+    project_id: str | None = None
+
+
+@lru_cache(maxsize=65536)
+def parse_timestamp_ms(value: str) -> int:
+    """ISO 8601 with an offset (or Z) to epoch milliseconds; ValueError otherwise."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} has no UTC offset")
+    return int(parsed.timestamp() * 1000)
+
+
+def check_id(value: str, what: str) -> str | None:
+    if not value:
+        return f"{what} is empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{what} is longer than {MAX_ID_LENGTH} characters"
+    if "\r" in value:
+        return f"{what} cannot contain carriage return characters"
+    return None
+
+
+def parse_event(raw: bytes, max_bytes: int, sequence: int = 0) -> IngestionEvent | Rejected | None:
+    """One Kafka message value to an event. ``None`` means a valid message that stores nothing (sdk-log)."""
+    if len(raw) > max_bytes:
+        return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejected(f"malformed JSON: {exc}")
+    try:
+        envelope = msgspec.convert(document, Envelope)
+    except msgspec.ValidationError as exc:
+        return Rejected(f"invalid envelope: {exc}", _peek(document, "id"), _peek(document, "project_id"))
+    rejected = _check_envelope(envelope)
+    if rejected:
+        return rejected
+    entity = ENTITY_BY_TYPE[envelope.type]
+    if entity == "sdk_log":
+        return None
+    if entity == "score" and not given(envelope.body.get("id")):
+        envelope.body["id"] = envelope.id
+    try:
+        body = msgspec.convert(envelope.body, BODY_TYPE_BY_ENTITY[entity])
+    except msgspec.ValidationError as exc:
+        return _reject(envelope, f"invalid {envelope.type} body: {exc}")
+    problem = _check_body(envelope.type, body)
+    if problem:
+        return _reject(envelope, problem)
+    return IngestionEvent(
+        project_id=envelope.project_id,
+        event_id=envelope.id,
+        timestamp_ms=parse_timestamp_ms(envelope.timestamp),
+        type=envelope.type,
+        entity=entity,
+        entity_id=body.id,  # type: ignore[attr-defined]
+        body=body,
+        is_update=envelope.type in UPDATE_TYPES,
+        sequence=sequence,
+    )
+
+
+def _check_envelope(envelope: Envelope) -> Rejected | None:
+    for value, what in ((envelope.id, "event id"), (envelope.project_id, "project_id")):
+        problem = check_id(value, what)
+        if problem:
+            return Rejected(problem, None if what == "event id" else envelope.id, envelope.project_id)
+    if envelope.type not in ENTITY_BY_TYPE:
+        return _reject(envelope, f"unknown event type {envelope.type!r}")
+    try:
+        parse_timestamp_ms(envelope.timestamp)
+    except ValueError as exc:
+        return _reject(envelope, f"invalid envelope timestamp: {exc}")
+    return None
+
+
+def given(value: Any) -> bool:
+    """Present and not null: the JavaScript ``value != null`` that Langfuse's rules test."""
+    return value is not None and value is not msgspec.UNSET
+
+
+def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
+    body_id = getattr(body, "id", None)
+    if not given(body_id):
+        # Langfuse reports these as successes and then silently skips them; we say why instead.
+        return f"{event_type} body has no id, so the entity cannot be identified"
+    problem = check_id(body_id, "body.id")
+    if problem:
+        return problem
+    if isinstance(body, TraceBody) and given(body.name) and len(body.name) > MAX_TRACE_NAME_LENGTH:
+        return f"trace name is longer than {MAX_TRACE_NAME_LENGTH} characters"
+    if isinstance(body, ObservationBody):
+        if given(body.promptName) != given(body.promptVersion):
+            return "promptName and promptVersion must be set together"
+        if not given(body.type) and event_type.startswith("observation-"):
+            return f"{event_type} body needs a type (SPAN, GENERATION or EVENT)"
+    for field in ("timestamp", "startTime", "endTime", "completionStartTime"):
+        value = getattr(body, field, None)
+        if given(value):
+            try:
+                parse_timestamp_ms(value)
+            except ValueError as exc:
+                return f"invalid body.{field}: {exc}"
+    return None
+
+
+def _reject(envelope: Envelope, reason: str) -> Rejected:
+    return Rejected(reason, envelope.id, envelope.project_id)
+
+
+def _peek(document: Any, key: str) -> str | None:
+    value = document.get(key) if isinstance(document, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,226 @@
+"""The worker: a Faust agent that runs each batch through the processor and makes it durable.
+
+Durability order for every batch: archive object -> ClickHouse rows -> dead letters -> ack. Faust commits
+only acked offsets, so a crash at any point leaves the batch uncommitted and it is consumed again; the
+merge is order-independent and idempotent, so the second pass writes the same rows. A failing sink is
+retried with back-off until it recovers (backpressure: nothing more is fetched meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import generate_latest
+
+from pipeline import metrics
+from pipeline.config import Settings
+from pipeline.endpoints import resolve
+from pipeline.processor import BatchOutput, DeadLetter, Processor
+from pipeline.sinks.archive import ArchiveSink, open_store
+from pipeline.sinks.clickhouse import ClickHouseSink, connect
+from pipeline.sources.kafka import ingestion_topic, make_app, to_record
+from pipeline.transforms.pricing import ModelTable
+
+log = logging.getLogger("lfpipe.worker")
+
+
+@dataclass
+class RunStats:
+    counts: Counter[str] = field(default_factory=Counter)
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
+    last_event_at: float = field(default_factory=time.monotonic)
+    busy: bool = False
+    exiting: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        elapsed = (self.last_batch_at or 0) - (self.first_batch_at or 0)
+        return {
+            **self.counts,
+            "seconds": round(elapsed, 3),
+            "events_per_second": round(self.counts["consumed"] / elapsed, 1) if elapsed > 0 else None,
+        }
+
+
+async def retry_until_done(what: str, attempt: Callable[[], Awaitable[Any]], max_delay: float) -> Any:
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.SINK_ERRORS.labels(what).inc()
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    record = letter.record
+    return [
+        *record.headers,
+        ("lfpipe.reason", letter.reason.encode()[:4096]),
+        ("lfpipe.topic", record.topic.encode()),
+        ("lfpipe.partition", str(record.partition).encode()),
+        ("lfpipe.offset", str(record.offset).encode()),
+    ]
+
+
+def build_worker(settings: Settings) -> faust.App:
+    endpoints = resolve(settings)
+    web_port = settings.worker_web_port or _free_port()
+    app = make_app(settings, endpoints.kafka_bootstrap, web_port)
+    source = ingestion_topic(app, settings)
+    dead_letter_topic = settings.topic("ingestion-deadletter")
+    clickhouse = ClickHouseSink(connect(endpoints.clickhouse_url, "worker", web_port))
+    archive = ArchiveSink(
+        open_store(
+            endpoints.archive_url,
+            endpoints.s3_endpoint,
+            endpoints.s3_access_key,
+            endpoints.s3_secret_key,
+            settings.s3_region,
+        )
+    )
+    processor = Processor(
+        ModelTable.default(), settings.max_event_bytes, settings.state_max_entities, settings.dedup_max_ids
+    )
+    stats = RunStats()
+    summary_path = settings.stack_dir / "worker-summary.json"
+
+    async def write_clickhouse(out: BatchOutput) -> None:
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+
+        def insert() -> None:
+            for table, rows in out.rows.items():
+                clickhouse.insert_rows(table, rows)
+            clickhouse.insert_clocks(out.clocks, now_ms)
+
+        await clickhouse.run(insert)
+        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+        for table, rows in out.rows.items():
+            metrics.ROWS_WRITTEN.labels(table).inc(len(rows))
+
+    async def write_archive(out: BatchOutput) -> None:
+        started = time.perf_counter()
+        _, size = await archive.write_batch(out.archived)
+        metrics.ARCHIVE_SECONDS.observe(time.perf_counter() - started)
+        metrics.ARCHIVE_OBJECTS.inc()
+        metrics.ARCHIVE_BYTES.inc(size)
+
+    async def send_dead_letters(out: BatchOutput) -> None:
+        pending = [
+            await app.producer.send(
+                dead_letter_topic, letter.record.key, letter.record.value, None, None, dead_letter_headers(letter)
+            )
+            for letter in out.dead_letters
+        ]
+        await asyncio.gather(*pending)
+
+    async def make_durable(out: BatchOutput) -> None:
+        limit = settings.retry_max_seconds
+        if out.archived:
+            await retry_until_done("archive", lambda: write_archive(out), limit)
+        if out.rows:
+            await retry_until_done("clickhouse", lambda: write_clickhouse(out), limit)
+        if out.dead_letters:
+            await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit)
+
+    @app.agent(source, concurrency=1)
+    async def ingest(stream: faust.StreamT) -> None:
+        try:
+            async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_max_seconds):
+                stats.busy = True
+                stats.first_batch_at = stats.first_batch_at or time.monotonic()
+                records = [to_record(event) for event in events]
+                out = await clickhouse.run(processor.process, records, clickhouse.read_states, int(time.time() * 1000))
+                await make_durable(out)
+                processor.mark_durable(out)
+                for event in events:
+                    await stream.ack(event)
+                _count(out)
+                stats.busy = False
+                stats.last_event_at = stats.last_batch_at = time.monotonic()
+        finally:
+            summary_path.write_bytes(orjson.dumps(stats.summary()))
+            await archive.store.close()
+
+    def _count(out: BatchOutput) -> None:
+        stats.counts.update(out.counts)
+        for outcome in ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log"):
+            metrics.EVENTS.labels(outcome).inc(out.counts[outcome])
+        for letter in out.dead_letters:
+            metrics.DEAD_LETTERS.labels(letter.event_type).inc()
+        metrics.BATCH_SIZE.observe(out.counts["consumed"])
+        metrics.STATE_ENTITIES.set(len(processor.states))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: Any, **_: Any) -> None:
+        # Another worker may now change these entities; re-read them from ClickHouse when they return.
+        if revoked:
+            processor.forget()
+
+    if settings.exit_when_idle is not None:
+        idle_seconds = settings.exit_when_idle
+
+        @app.timer(1.0)
+        async def exit_when_caught_up() -> None:
+            consumer = app.consumer
+            assigned = consumer.assignment()
+            if stats.exiting or stats.busy or not assigned or time.monotonic() - stats.last_event_at < idle_seconds:
+                return
+            highwaters = await consumer.highwaters(*assigned)
+            for tp in assigned:
+                position = await consumer.position(tp)
+                if position is None or position < highwaters.get(tp, 0):
+                    return
+            stats.exiting = True
+            await consumer.commit()
+            log.info("caught up and idle for %.1fs: exiting", idle_seconds)
+            summary_path.write_bytes(orjson.dumps(stats.summary()))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    @app.page("/query")
+    async def query(web: Any, request: Any) -> Any:
+        sql = await request.text()
+        try:
+            result = await clickhouse.run(clickhouse.client.query, sql)
+        except Exception as exc:
+            return web.bytes(orjson.dumps({"error": str(exc)}), content_type="application/json", status=400)
+        body = {"columns": list(result.column_names), "rows": [list(row) for row in result.result_rows]}
+        return web.bytes(orjson.dumps(body, default=str), content_type="application/json")
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "pid": os.getpid()})
+
+    return app
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    app = build_worker(settings)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
