@@ -124,6 +124,7 @@ class Processor:
                 if isinstance(outcome, Rejected):
                     out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record)))
                     continue
+                out.archived.append(record)  # the archive keeps every valid message, repeats included
                 event_key = (outcome.project_id, outcome.event_id)
                 if event_key in self.seen or event_key in batch_ids:
                     out.counts["deduplicated"] += 1
@@ -155,7 +156,6 @@ class Processor:
                 self.states.put(state)
             if apply_record(state, event_record):
                 touched[key] = state
-            out.archived.append(record)
             out.new_event_ids.append((event.project_id, event.event_id))
             out.counts["processed"] += 1
 

@@ -13,9 +13,9 @@ _OPENAI_COMPLETION_KEYS = frozenset({"prompt_tokens", "completion_tokens", "tota
 _OPENAI_RESPONSES_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens"})
 
 
-def normalize_environment(value: str | None) -> str:
+def normalize_environment(value: Any) -> str:
     """Lower-case, strip a ``langfuse`` prefix, cut to 40 characters; anything else invalid is "default"."""
-    if not value:
+    if not value or not isinstance(value, str):
         return "default"
     name = _ENVIRONMENT_PREFIX.sub("", value.lower())[:40]
     return name if _ENVIRONMENT_VALID.match(name) else "default"
@@ -105,7 +105,7 @@ def legacy_usage(value: Any) -> tuple[dict[str, int], dict[str, float]]:
     """Legacy ``usage`` ({input, output, total, *Cost} or promptTokens...) to usage and cost maps."""
     if not isinstance(value, dict):
         return {}, {}
-    if any(key in value for key in ("promptTokens", "completionTokens", "totalTokens")):
+    if any(value.get(key) is not None for key in ("promptTokens", "completionTokens", "totalTokens")):
         value = {
             "input": value.get("promptTokens"),
             "output": value.get("completionTokens"),

@@ -19,6 +19,7 @@ from pipeline.transforms.normalize import (
 )
 from pipeline.transforms.validate import (
     IngestionEvent,
+    LegacyUsage,
     ObservationBody,
     ScoreBody,
     TraceBody,
@@ -155,7 +156,8 @@ def _observation_fields(event: IngestionEvent, body: ObservationBody) -> dict[st
     if given(body.promptName):
         fields["prompt_name"] = body.promptName
         fields["prompt_version"] = body.promptVersion
-    usage, cost = provided_usage_and_cost(body.usage, body.usageDetails, body.costDetails)
+    legacy = msgspec.structs.asdict(body.usage) if isinstance(body.usage, LegacyUsage) else None
+    usage, cost = provided_usage_and_cost(legacy, body.usageDetails, body.costDetails)
     if usage:
         fields["provided_usage_details"] = usage
     if cost:
@@ -175,7 +177,7 @@ def _score_fields(event: IngestionEvent, body: ScoreBody) -> dict[str, Any]:
         "string_value": string_value,
         "source": body.source if given(body.source) else "API",
     }
-    if data_type == "TEXT":
+    if data_type in ("TEXT", "CORRECTION"):
         fields["long_string_value"] = string_value or ""
         fields["string_value"] = None
     _copy(
@@ -203,7 +205,7 @@ def _score_value(body: ScoreBody) -> tuple[str, float, str | None]:
     value = body.value
     if data_type is None:
         data_type = "CATEGORICAL" if isinstance(value, str) else "NUMERIC"
-    if data_type in ("NUMERIC", "CORRECTION"):
+    if data_type == "NUMERIC":
         if isinstance(value, str):
             raise InvalidEvent(f"{data_type} score {body.name!r} needs a numeric value, got a string")
         return data_type, float(value), None
@@ -215,6 +217,6 @@ def _score_value(body: ScoreBody) -> tuple[str, float, str | None]:
         if not isinstance(value, str):
             raise InvalidEvent(f"CATEGORICAL score {body.name!r} needs a string value, got {value!r}")
         return data_type, 0.0, value
-    if not isinstance(value, str):  # TEXT
-        raise InvalidEvent(f"TEXT score {body.name!r} needs a string value, got {value!r}")
+    if not isinstance(value, str):  # TEXT and CORRECTION
+        raise InvalidEvent(f"{data_type} score {body.name!r} needs a string value, got {value!r}")
     return data_type, 0.0, value

@@ -7,10 +7,11 @@ As lenient as Langfuse's ingestion API: unknown body keys are ignored, invalid e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -44,6 +45,12 @@ MAX_ID_LENGTH = 800
 MAX_TRACE_NAME_LENGTH = 1000
 
 Json = Any
+Unset = msgspec.UnsetType
+ModelParameterValue = str | int | float | bool | None | list[str] | dict[str, str]
+UsageUnit = Literal["CHARACTERS", "TOKENS", "SECONDS", "MILLISECONDS", "IMAGES", "REQUESTS"]
+ScoreSource = Literal["API", "EVAL", "ANNOTATION"]
+MAX_TEXT_SCORE_LENGTH = 500
+PROJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,256}")
 ObservationLevel = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
 ScoreDataType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "CORRECTION", "TEXT"]
 
@@ -55,6 +62,19 @@ class Envelope(msgspec.Struct):
     body: dict[str, Json]
     project_id: str
     metadata: Json = None
+
+
+class LegacyUsage(msgspec.Struct):
+    input: int | None = None
+    output: int | None = None
+    total: int | None = None
+    unit: UsageUnit | None = None
+    promptTokens: int | None = None
+    completionTokens: int | None = None
+    totalTokens: int | None = None
+    inputCost: float | None = None
+    outputCost: float | None = None
+    totalCost: float | None = None
 
 
 class TraceBody(msgspec.Struct, omit_defaults=True):
@@ -70,7 +90,7 @@ class TraceBody(msgspec.Struct, omit_defaults=True):
     userId: str | msgspec.UnsetType | None = msgspec.UNSET
     metadata: Json = msgspec.UNSET
     tags: list[str] | msgspec.UnsetType | None = msgspec.UNSET
-    environment: str | msgspec.UnsetType | None = msgspec.UNSET
+    environment: Json = msgspec.UNSET  # never rejected: anything invalid becomes "default"
     public: bool | msgspec.UnsetType | None = msgspec.UNSET
 
 
@@ -89,18 +109,18 @@ class ObservationBody(msgspec.Struct, omit_defaults=True):
     statusMessage: str | msgspec.UnsetType | None = msgspec.UNSET
     parentObservationId: str | msgspec.UnsetType | None = msgspec.UNSET
     version: str | msgspec.UnsetType | None = msgspec.UNSET
-    environment: str | msgspec.UnsetType | None = msgspec.UNSET
+    environment: Json = msgspec.UNSET  # never rejected: anything invalid becomes "default"
     model: str | msgspec.UnsetType | None = msgspec.UNSET
-    modelParameters: dict[str, Json] | msgspec.UnsetType | None = msgspec.UNSET
-    usage: Json = msgspec.UNSET
-    usageDetails: Json = msgspec.UNSET
-    costDetails: Json = msgspec.UNSET
+    modelParameters: dict[str, ModelParameterValue] | Unset | None = msgspec.UNSET
+    usage: LegacyUsage | Unset | None = msgspec.UNSET
+    usageDetails: dict[str, Json] | Unset | None = msgspec.UNSET
+    costDetails: dict[str, Json] | Unset | None = msgspec.UNSET
     promptName: str | msgspec.UnsetType | None = msgspec.UNSET
     promptVersion: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ScoreBody(msgspec.Struct, omit_defaults=True):
-    name: str
+    name: Annotated[str, msgspec.Meta(min_length=1)]
     value: float | str
     id: str | msgspec.UnsetType | None = msgspec.UNSET
     timestamp: str | msgspec.UnsetType | None = msgspec.UNSET
@@ -110,16 +130,21 @@ class ScoreBody(msgspec.Struct, omit_defaults=True):
     datasetRunId: str | msgspec.UnsetType | None = msgspec.UNSET
     comment: str | msgspec.UnsetType | None = msgspec.UNSET
     metadata: Json = msgspec.UNSET
-    dataType: ScoreDataType | msgspec.UnsetType | None = msgspec.UNSET
+    dataType: ScoreDataType | Unset = msgspec.UNSET
     configId: str | msgspec.UnsetType | None = msgspec.UNSET
-    environment: str | msgspec.UnsetType | None = msgspec.UNSET
-    source: str | msgspec.UnsetType | None = msgspec.UNSET
+    environment: Json = msgspec.UNSET  # never rejected: anything invalid becomes "default"
+    source: ScoreSource | Unset = msgspec.UNSET
     queueId: str | msgspec.UnsetType | None = msgspec.UNSET
     executionTraceId: str | msgspec.UnsetType | None = msgspec.UNSET
     authorUserId: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
+class SdkLogBody(msgspec.Struct):
+    log: Json
+
+
 BODY_TYPE_BY_ENTITY: dict[str, type[msgspec.Struct]] = {
+    "sdk_log": SdkLogBody,
     "trace": TraceBody,
     "observation": ObservationBody,
     "score": ScoreBody,
@@ -183,14 +208,14 @@ def parse_event(raw: bytes, max_bytes: int, sequence: int = 0) -> IngestionEvent
     if rejected:
         return rejected
     entity = ENTITY_BY_TYPE[envelope.type]
-    if entity == "sdk_log":
-        return None
     if entity == "score" and not given(envelope.body.get("id")):
         envelope.body["id"] = envelope.id
     try:
         body = msgspec.convert(envelope.body, BODY_TYPE_BY_ENTITY[entity])
     except msgspec.ValidationError as exc:
         return _reject(envelope, f"invalid {envelope.type} body: {exc}")
+    if isinstance(body, SdkLogBody):
+        return None if body.log is not None else _reject(envelope, "sdk-log body needs a log")
     problem = _check_body(envelope.type, body)
     if problem:
         return _reject(envelope, problem)
@@ -208,10 +233,11 @@ def parse_event(raw: bytes, max_bytes: int, sequence: int = 0) -> IngestionEvent
 
 
 def _check_envelope(envelope: Envelope) -> Rejected | None:
-    for value, what in ((envelope.id, "event id"), (envelope.project_id, "project_id")):
-        problem = check_id(value, what)
-        if problem:
-            return Rejected(problem, None if what == "event id" else envelope.id, envelope.project_id)
+    problem = check_id(envelope.id, "event id")
+    if problem:
+        return Rejected(problem, None, envelope.project_id)
+    if not PROJECT_ID.fullmatch(envelope.project_id):
+        return Rejected("project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -", envelope.id)
     if envelope.type not in ENTITY_BY_TYPE:
         return _reject(envelope, f"unknown event type {envelope.type!r}")
     try:
@@ -219,6 +245,9 @@ def _check_envelope(envelope: Envelope) -> Rejected | None:
     except ValueError as exc:
         return _reject(envelope, f"invalid envelope timestamp: {exc}")
     return None
+
+
+NOT_SET: tuple[Any, ...] = (None, msgspec.UNSET, "")
 
 
 def given(value: Any) -> bool:
@@ -241,6 +270,14 @@ def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
             return "promptName and promptVersion must be set together"
         if not given(body.type) and event_type.startswith("observation-"):
             return f"{event_type} body needs a type (SPAN, GENERATION or EVENT)"
+        legacy = event_type.startswith("observation-")
+        if legacy and isinstance(body.modelParameters, dict):
+            if any(isinstance(value, list | dict) for value in body.modelParameters.values()):
+                return f"{event_type} modelParameters values must be strings, numbers or booleans"
+    if isinstance(body, ScoreBody):
+        problem = _check_score(body)
+        if problem:
+            return problem
     for field in ("timestamp", "startTime", "endTime", "completionStartTime"):
         value = getattr(body, field, None)
         if given(value):
@@ -248,6 +285,19 @@ def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
                 parse_timestamp_ms(value)
             except ValueError as exc:
                 return f"invalid body.{field}: {exc}"
+    return None
+
+
+def _check_score(body: ScoreBody) -> str | None:
+    targets = [name for name in ("traceId", "sessionId", "datasetRunId") if getattr(body, name) not in NOT_SET]
+    if len(targets) != 1:
+        return f"a score needs exactly one of traceId, sessionId, datasetRunId (got {len(targets)})"
+    if body.observationId not in NOT_SET and body.traceId in NOT_SET:
+        return "a score with observationId needs its traceId"
+    if body.dataType == "CORRECTION" and given(body.configId):
+        return "a CORRECTION score cannot have a configId"
+    if body.dataType == "TEXT" and isinstance(body.value, str) and not 0 < len(body.value) <= MAX_TEXT_SCORE_LENGTH:
+        return f"a TEXT score value needs 1 to {MAX_TEXT_SCORE_LENGTH} characters"
     return None
 
 

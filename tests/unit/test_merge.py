@@ -1,0 +1,228 @@
+"""Merge rules (study section 1.7 and conformance items 10-19), through the real batch processor."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.processor import Processor
+from pipeline.recordfile import Record
+from pipeline.transforms.pricing import ModelTable
+from tests.reference import reference_rows
+from tests.unit.helpers import envelope
+
+MODELS = ModelTable.default()
+ENTITY_BY_TABLE = {"traces": "trace", "observations": "observation", "scores": "score"}
+
+
+def merged(events: list[dict[str, Any]], order: list[int] | None = None, batches: int = 1) -> dict:
+    """Final rows after feeding the events (with their arrival offsets) in ``order``, in ``batches``."""
+    processor = Processor(MODELS, 5_000_000, 10_000, 10_000)
+    stored: dict = {}
+    records = [Record(value=orjson.dumps(e), offset=i) for i, e in enumerate(events)]
+    order = order if order is not None else list(range(len(records)))
+    rows: dict = {}
+    size = max(1, -(-len(order) // batches))
+    for start in range(0, len(order), size):
+        chunk = [records[i] for i in order[start : start + size]]
+        out = processor.process(chunk, lambda keys: {k: stored[k] for k in keys if k in stored}, 1_700_000_000_000)
+        for table, table_rows in out.rows.items():
+            for row in table_rows:
+                rows[(ENTITY_BY_TABLE[table], row["project_id"], row["id"])] = row
+        processor.mark_durable(out)
+    return rows
+
+
+def trace(events: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    return next(row for key, row in merged(events, **kwargs).items() if key[0] == "trace")
+
+
+def observation(events: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    return next(row for key, row in merged(events, **kwargs).items() if key[0] == "observation")
+
+
+T0, T1, T2 = "2024-01-01T00:00:00.000Z", "2024-01-01T00:00:01.000Z", "2024-01-01T00:00:02.000Z"
+
+
+def test_newest_event_wins_even_when_it_arrives_first():
+    old = envelope("trace-create", {"id": "t", "userId": "old"}, ts=T0, event_id="a")
+    new = envelope("trace-create", {"id": "t", "userId": "new"}, ts=T1, event_id="b")
+    assert trace([new, old])["user_id"] == "new"
+
+
+def test_create_sorts_before_update_on_equal_timestamps():
+    create = envelope("span-create", {"id": "s", "name": "from-create"}, ts=T0, event_id="a")
+    update = envelope("span-update", {"id": "s", "name": "from-update"}, ts=T0, event_id="b")
+    assert observation([update, create])["name"] == "from-update"
+
+
+def test_immutable_fields_keep_their_first_value():
+    first = envelope("trace-create", {"id": "t", "timestamp": T0, "environment": "prod"}, ts=T0, event_id="a")
+    later = envelope("trace-create", {"id": "t", "timestamp": T2, "environment": "dev"}, ts=T1, event_id="b")
+    row = trace([later, first])
+    assert row["timestamp"] == 1704067200000 and row["environment"] == "prod"
+
+
+def test_start_time_cannot_be_changed_by_an_update():
+    create = envelope("span-create", {"id": "s", "startTime": T0}, ts=T0, event_id="a")
+    update = envelope("span-update", {"id": "s", "startTime": T2}, ts=T1, event_id="b")
+    assert observation([create, update])["start_time"] == 1704067200000
+
+
+def test_null_overwrites_but_absent_does_not():
+    create = envelope("trace-create", {"id": "t", "name": "n", "userId": "u"}, ts=T0, event_id="a")
+    update = envelope("trace-create", {"id": "t", "userId": None}, ts=T1, event_id="b")
+    row = trace([create, update])
+    assert row["user_id"] is None and row["name"] == "n"
+
+
+def test_empty_usage_update_keeps_the_usage():
+    create = envelope("generation-create", {"id": "g", "usage": {"input": 3, "output": 4}}, ts=T0, event_id="a")
+    update = envelope("generation-update", {"id": "g", "usageDetails": {}}, ts=T1, event_id="b")
+    assert observation([create, update])["usage_details"] == {"input": 3, "output": 4, "total": 7}
+
+
+def test_usage_maps_replace_whole_not_key_by_key():
+    create = envelope("generation-create", {"id": "g", "usageDetails": {"input": 3, "output": 4}}, ts=T0,
+                      event_id="a")
+    update = envelope("generation-update", {"id": "g", "usageDetails": {"input": 10}}, ts=T1, event_id="b")
+    assert observation([create, update])["usage_details"] == {"input": 10, "total": 10}
+
+
+def test_tags_are_a_sorted_union_and_metadata_deep_merges_then_stringifies():
+    a = envelope("trace-create", {"id": "t", "tags": ["b", "a"], "metadata": {"foo": {"bar": "baz"}}}, ts=T0,
+                 event_id="a")
+    b = envelope("trace-create", {"id": "t", "tags": ["c", "a"], "metadata": {"hello": "world"}}, ts=T1,
+                 event_id="b")
+    row = trace([a, b])
+    assert row["tags"] == ["a", "b", "c"]
+    assert row["metadata"] == {"foo": '{"bar":"baz"}', "hello": "world"}
+
+
+def test_nested_metadata_objects_merge_key_by_key():
+    a = envelope("trace-create", {"id": "t", "metadata": {"req": {"a": 1}}}, ts=T0, event_id="a")
+    b = envelope("trace-create", {"id": "t", "metadata": {"req": {"b": 2}}}, ts=T1, event_id="b")
+    assert orjson.loads(trace([b, a])["metadata"]["req"]) == {"a": 1, "b": 2}
+
+
+def test_big_number_metadata_strings_are_kept_as_given():
+    row = trace([envelope("trace-create", {"id": "t", "metadata": {"n": "1983516295378495150"}})])
+    assert row["metadata"] == {"n": "1983516295378495150"}
+
+
+def test_input_and_output_take_the_last_truthy_value():
+    create = envelope("generation-create", {"id": "g", "input": {"q": 1}, "output": "first", "model": "gpt-4o"},
+                      ts=T0, event_id="a")
+    update = envelope("generation-update", {"id": "g", "output": "", "input": None}, ts=T1, event_id="b")
+    row = observation([create, update])
+    assert (row["input"], row["output"], row["provided_model_name"]) == ('{"q":1}', "first", "gpt-4o")
+
+
+def test_end_time_is_clamped_to_start_time_and_level_defaults():
+    event = envelope("span-create", {"id": "s", "startTime": T1, "endTime": T0})
+    row = observation([event])
+    assert row["end_time"] == row["start_time"] and row["level"] == "DEFAULT"
+
+
+def test_model_parameters_and_parent_persist():
+    event = envelope("span-create", {"id": "s", "parentObservationId": "p",
+                                     "modelParameters": {"someKey": ["user-1", "user-2"]}})
+    row = observation([event])
+    assert row["parent_observation_id"] == "p"
+    assert row["model_parameters"] == '{"someKey":["user-1","user-2"]}'
+
+
+def test_orphan_observation_gets_a_deterministic_trace_id():
+    # Langfuse's random uuid fallback (bug #17413) would differ on every re-merge.
+    rows = [observation([envelope("span-create", {"id": "orphan"})]) for _ in range(2)]
+    assert rows[0]["trace_id"] == rows[1]["trace_id"] == "orphan"
+
+
+def test_score_comment_null_on_update_clears_it():
+    body = {"id": "s", "name": "q", "value": 1, "traceId": "t"}
+    first = envelope("score-create", {**body, "comment": "hi"}, ts=T0, event_id="a")
+    second = envelope("score-create", {**body, "comment": None}, ts=T1, event_id="b")
+    rows = merged([first, second])
+    assert next(r for k, r in rows.items() if k[0] == "score")["comment"] is None
+
+
+def test_late_update_merges_with_the_stored_state():
+    create = envelope("trace-create", {"id": "t", "name": "n", "tags": ["a"]}, ts=T0, event_id="a")
+    update = envelope("trace-create", {"id": "t", "userId": "u", "tags": ["b"]}, ts=T1, event_id="b")
+    late_old = envelope("trace-create", {"id": "t", "name": "older"}, ts="2023-12-31T00:00:00.000Z",
+                        event_id="c")
+    # One event per batch and a state store that forgets: every event is merged with the persisted state.
+    row = _through_storage([create, update, late_old])
+    assert (row["name"], row["user_id"], row["tags"]) == ("n", "u", ["a", "b"])
+
+
+def _through_storage(events: list[dict[str, Any]]) -> dict[str, Any]:
+    stored: dict = {}
+    row: dict[str, Any] = {}
+    for offset, event in enumerate(events):
+        processor = Processor(MODELS, 5_000_000, 100, 100)  # a fresh worker: nothing in memory
+        out = processor.process(
+            [Record(value=orjson.dumps(event), offset=offset)],
+            lambda keys: {k: stored[k] for k in keys if k in stored},
+            1_700_000_000_000,
+        )
+        for table_rows in out.rows.values():
+            row = table_rows[0]
+        for entity, project, entity_id, clocks in out.clocks:
+            stored[(entity, project, entity_id)] = (_as_stored(row), clocks)
+    return row
+
+
+def _as_stored(row: dict[str, Any]) -> dict[str, Any]:
+    """What ClickHouse hands back: datetimes and Decimals instead of milliseconds and floats."""
+    from datetime import UTC, datetime
+
+    from pipeline.transforms.rows import DATETIME_COLUMNS
+
+    return {
+        name: datetime.fromtimestamp(value / 1000, tz=UTC) if name in DATETIME_COLUMNS and value is not None
+        else ({k: Decimal(str(v)) for k, v in value.items()} if name == "provided_cost_details" else value)
+        for name, value in row.items()
+    }
+
+
+# Property: any arrival order, any duplication, any batching gives the reference fold's row.
+
+_names = st.sampled_from(["a", "b", None])
+
+
+@st.composite
+def entity_histories(draw: Any) -> list[dict[str, Any]]:
+    count = draw(st.integers(min_value=1, max_value=7))
+    events = []
+    for index in range(count):
+        kind = draw(st.sampled_from(["span-create", "span-update"]))
+        body: dict[str, Any] = {"id": "s", "traceId": "t"}
+        if draw(st.booleans()):
+            body["name"] = draw(_names)
+        if draw(st.booleans()):
+            body["output"] = draw(st.sampled_from(["x", "y", "", {"k": 1}]))
+        if draw(st.booleans()):
+            body["metadata"] = {draw(st.sampled_from(["m1", "m2"])): draw(st.sampled_from(["v1", "v2"]))}
+        if draw(st.booleans()):
+            body["startTime"] = f"2024-01-01T00:00:0{draw(st.integers(0, 5))}.000Z"
+        second = draw(st.integers(min_value=0, max_value=3))
+        events.append(envelope(kind, body, ts=f"2024-01-01T00:00:0{second}.000Z", event_id=f"ev{index}"))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=entity_histories(), data=st.data())
+def test_any_order_duplication_and_batching_gives_the_reference_row(events, data):
+    expected = reference_rows(events)[("observation", "p1", "s")]
+    order = data.draw(st.permutations(list(range(len(events)))))
+    duplicated = order + data.draw(st.lists(st.sampled_from(order), max_size=3))
+    batches = data.draw(st.integers(min_value=1, max_value=3))
+    row = observation(events, order=duplicated, batches=batches)
+    assert row["name"] == (expected.get("name") or "")  # a null name is stored as ''
+    for column in ("output", "start_time", "metadata", "type", "trace_id"):
+        assert row[column] == expected.get(column), column

@@ -1,0 +1,49 @@
+"""The published JSON Schemas and the worker's validation agree on every example."""
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from pipeline.transforms.records import InvalidEvent, to_record
+from pipeline.transforms.validate import Rejected, parse_event
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
+EXAMPLES = sorted((SCHEMAS / "examples").glob("*/*.json"))
+
+
+def _validator() -> Draft202012Validator:
+    registry = Registry().with_resources(
+        (path.name, Resource.from_contents(json.loads(path.read_text()))) for path in SCHEMAS.glob("*.schema.json")
+    )
+    return Draft202012Validator(registry.contents("envelope.schema.json"), registry=registry)
+
+
+VALIDATOR = _validator()
+
+
+def _worker_accepts(raw: bytes) -> bool:
+    outcome = parse_event(raw, 5_000_000)
+    if isinstance(outcome, Rejected):
+        return False
+    try:
+        if outcome is not None:
+            to_record(outcome)
+    except InvalidEvent:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_schema_and_worker_agree(path):
+    expected_valid = path.parent.name == "valid"
+    raw = path.read_bytes()
+    assert VALIDATOR.is_valid(json.loads(raw)) is expected_valid
+    assert _worker_accepts(raw) is expected_valid
+
+
+def test_there_are_examples_for_every_event_type():
+    types = {json.loads(p.read_text())["type"] for p in EXAMPLES if p.parent.name == "valid"}
+    assert len(types) == 17

@@ -1,0 +1,70 @@
+import orjson
+import pytest
+
+from pipeline.transforms.validate import IngestionEvent, Rejected
+from tests.unit.helpers import envelope, parse
+
+
+def test_valid_trace_create_becomes_an_event_keyed_by_body_id():
+    event = parse(envelope("trace-create", {"id": "t1", "name": "chat"}))
+    assert isinstance(event, IngestionEvent)
+    assert (event.entity, event.entity_id, event.project_id) == ("trace", "t1", "p1")
+    assert event.timestamp_ms == 1704067200000
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"id": "e1", ', "malformed JSON"),
+        (orjson.dumps(envelope("trace-upsert", {"id": "t"})), "unknown event type 'trace-upsert'"),
+        (orjson.dumps({**envelope("trace-create", {"id": "t"}), "id": "a\rb"}), "carriage return"),
+        (orjson.dumps({**envelope("trace-create", {"id": "t"}), "id": "x" * 801}), "longer than 800"),
+        (orjson.dumps(envelope("trace-create", {"id": "t", "name": "n" * 1001})), "longer than 1000"),
+        (orjson.dumps(envelope("trace-create", {"id": "t"}, ts="2024-01-01 00:00:00")), "no UTC offset"),
+        (orjson.dumps(envelope("span-create", {"name": "no id"})), "no id"),
+        (orjson.dumps(envelope("generation-create", {"id": "g", "promptName": "p"})), "set together"),
+        (orjson.dumps({"id": "e", "timestamp": "2024-01-01T00:00:00Z", "type": "trace-create", "body": {}}),
+         "project_id"),
+    ],
+)
+def test_rejections_say_why(raw, reason):
+    outcome = parse(raw)
+    assert isinstance(outcome, Rejected)
+    assert reason in outcome.reason
+
+
+def test_oversized_message_is_rejected_before_parsing():
+    from pipeline.transforms.validate import parse_event
+
+    outcome = parse_event(b"{" + b" " * 2000 + b"}", 1024)
+    assert isinstance(outcome, Rejected) and "exceeds the limit of 1024 bytes" in outcome.reason
+
+
+def test_sdk_log_is_valid_and_stores_nothing():
+    assert parse(envelope("sdk-log", {"log": "hello"})) is None
+
+
+def test_score_without_id_takes_the_envelope_id_so_redelivery_is_stable():
+    event = parse(envelope("score-create", {"name": "q", "value": 1, "traceId": "t"}, event_id="ev-9"))
+    assert isinstance(event, IngestionEvent) and event.entity_id == "ev-9"
+
+
+@pytest.mark.parametrize("environment", ["langfuse-test", ".invalidcharacter!", "x" * 41 + "!", 42])
+def test_invalid_environment_is_not_a_rejection(environment):
+    assert isinstance(parse(envelope("trace-create", {"id": "t", "environment": environment})), IngestionEvent)
+
+
+def test_float_usage_details_are_accepted_then_dropped():
+    event = parse(envelope("generation-create", {"id": "g", "usageDetails": {"input": 1.5, "output": 3}}))
+    assert isinstance(event, IngestionEvent)
+
+
+@pytest.mark.parametrize(
+    "special", ["&", "$", "@", "=", ";", "/", "+", ",", "?", "{", "}", "^", "%", "]", '"', ">", "[", "~", "<", "#",
+                "|", " ", "`"]
+)
+def test_ids_with_special_characters_round_trip(special):
+    body_id = f"id{special}x"
+    event = parse(envelope("trace-create", {"id": body_id}, event_id=f"ev{special}"))
+    assert isinstance(event, IngestionEvent)
+    assert (event.entity_id, event.event_id) == (body_id, f"ev{special}")
