@@ -124,13 +124,14 @@ class Processor:
                 if isinstance(outcome, Rejected):
                     out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record)))
                     continue
+                event_record = to_record(outcome)
                 out.archived.append(record)  # the archive keeps every valid message, repeats included
                 event_key = (outcome.project_id, outcome.event_id)
                 if event_key in self.seen or event_key in batch_ids:
                     out.counts["deduplicated"] += 1
                     continue
                 batch_ids.add(event_key)
-                parsed.append((record, outcome, to_record(outcome)))
+                parsed.append((record, outcome, event_record))
             except InvalidEvent as exc:
                 out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record)))
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason

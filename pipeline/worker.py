@@ -83,7 +83,7 @@ def build_worker(settings: Settings) -> faust.App:
     app = make_app(settings, endpoints.kafka_bootstrap, web_port)
     source = ingestion_topic(app, settings)
     dead_letter_topic = settings.topic("ingestion-deadletter")
-    clickhouse = ClickHouseSink(connect(endpoints.clickhouse_url, "worker", web_port))
+    clickhouse = ClickHouseSink(connect(endpoints.clickhouse_url, "worker", web_port, wait_seconds=30))
     archive = ArchiveSink(
         open_store(
             endpoints.archive_url,
@@ -193,14 +193,17 @@ def build_worker(settings: Settings) -> faust.App:
             os.kill(os.getpid(), signal.SIGTERM)
 
     @app.page("/query")
-    async def query(web: Any, request: Any) -> Any:
-        sql = await request.text()
-        try:
-            result = await clickhouse.run(clickhouse.client.query, sql)
-        except Exception as exc:
-            return web.bytes(orjson.dumps({"error": str(exc)}), content_type="application/json", status=400)
-        body = {"columns": list(result.column_names), "rows": [list(row) for row in result.result_rows]}
-        return web.bytes(orjson.dumps(body, default=str), content_type="application/json")
+    class QueryView(faust.web.View):
+        """SQL in the POST body, JSON out: how ``lfpipe query`` reaches a chDB folder this worker holds."""
+
+        async def post(self, request: faust.web.Request) -> faust.web.Response:
+            sql = await request.text()
+            try:
+                result = await clickhouse.run(clickhouse.client.query, sql)
+            except Exception as exc:
+                return self.bytes(orjson.dumps({"error": str(exc)}), content_type="application/json", status=400)
+            body = {"columns": list(result.column_names), "rows": [list(row) for row in result.result_rows]}
+            return self.bytes(orjson.dumps(body, default=str), content_type="application/json")
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

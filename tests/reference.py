@@ -52,7 +52,9 @@ def _usage(body: dict[str, Any]) -> dict[str, int] | None:
             "total": details["total_tokens"],
         }
     if details:
-        return dict(details)
+        usage = dict(details)
+        usage.setdefault("total", sum(usage.values()))  # a missing total is the sum of every key
+        return usage
     if legacy:
         usage = {k: legacy[k] for k in ("input", "output", "total") if k in legacy}
         if "total" not in usage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,17 +48,23 @@ def read_owner(url: str) -> dict[str, Any] | None:
         return None
 
 
-def connect(url: str, role: str, web_port: int | None = None) -> Client:
-    """Open ClickHouse. For chDB, lock the folder first (``ChdbBusy`` when a live process holds it)."""
+def connect(url: str, role: str, web_port: int | None = None, wait_seconds: float = 0) -> Client:
+    """Open ClickHouse. For chDB, lock the folder first, waiting up to ``wait_seconds`` for a short-lived
+    holder (a ``query``) to finish; ``ChdbBusy`` when a live process keeps it."""
     folder = _chdb_folder(url)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / ".lfpipe.lock", "a+")  # noqa: SIM115 - held for the life of the process
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise ChdbBusy(read_owner(url) or {}) from None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise ChdbBusy(read_owner(url) or {}) from None
+                time.sleep(0.2)
         _held_locks.append(handle)
         (folder / LOCK_NAME).write_bytes(orjson.dumps({"pid": os.getpid(), "role": role, "web_port": web_port}))
         return clickhouse_connect.get_client(dsn=f"chdb://{folder.resolve()}")

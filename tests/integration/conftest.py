@@ -1,0 +1,45 @@
+"""The real local stack (Kafka KRaft from Maven Central jars, SeaweedFS S3) for the integration tests.
+
+Started once per test session on free 127.0.0.1 ports and stopped by PID; each test gets its own topics,
+chDB folder and archive prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.stack.local import stack_down, stack_up
+from tests.integration.harness import PipelineEnv
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
+    stack_dir = tmp_path_factory.mktemp("stack")
+    state = stack_up(stack_dir)
+    try:
+        yield stack_dir, state
+    finally:
+        stack_down(stack_dir)
+
+
+@pytest.fixture
+def pipeline_env(stack: tuple[Path, dict], tmp_path: Path) -> PipelineEnv:
+    stack_dir, state = stack
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LFPIPE_")},
+        "LFPIPE_STACK_DIR": str(stack_dir),
+        "LFPIPE_TOPIC_PREFIX": prefix,
+        "LFPIPE_CONSUMER_GROUP": f"{prefix}workers",
+        "LFPIPE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'chdb'}",
+        "LFPIPE_ARCHIVE_URL": f"s3://lfpipe/{prefix.rstrip('-')}",
+    }
+    pipeline = PipelineEnv(state, env, prefix, tmp_path)
+    pipeline.cli("topics", "apply")
+    pipeline.cli("migrate")
+    return pipeline

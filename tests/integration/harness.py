@@ -1,0 +1,149 @@
+"""Running the real pipeline in tests: workers as subprocesses, data read back from the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipeline.producer import EventProducer
+from pipeline.recordfile import Record, decode_records
+from pipeline.sinks.archive import open_store
+
+DUMP_SCRIPT = Path(__file__).with_name("dump_tables.py")
+
+
+@dataclass
+class PipelineEnv:
+    """One isolated pipeline: its own topics, chDB folder and archive prefix on the shared stack."""
+
+    stack_state: dict[str, Any]
+    env: dict[str, str]
+    prefix: str
+    workdir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return self.stack_state["kafka"]["bootstrap"]
+
+    @property
+    def chdb(self) -> Path:
+        return self.workdir / "chdb"
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def cli(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"lfpipe {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        return result
+
+    def start_worker(self, **settings: Any) -> subprocess.Popen[bytes]:
+        env = {**self.env, **{f"LFPIPE_{k.upper()}": str(v) for k, v in settings.items()}}
+        log = open(self.workdir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - owned by the process
+        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "warning"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    def drain(self, timeout: float = 240, **settings: Any) -> None:
+        """Run a worker until it has caught up and exits on its own."""
+        worker = self.start_worker(exit_when_idle=2, **settings)
+        assert worker.wait(timeout) == 0, self.worker_logs()
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.workdir.glob("worker-*.log")))
+
+    def tables(self) -> dict[str, Any]:
+        result = subprocess.run([sys.executable, str(DUMP_SCRIPT), f"chdb://{self.chdb}"], env=self.env,
+                                capture_output=True, timeout=120, check=True)
+        return orjson.loads(result.stdout)
+
+    def produce(self, records: list[Record]) -> None:
+        async def send() -> None:
+            async with EventProducer(self.bootstrap, self.topic("ingestion")) as producer:
+                await producer.send_records(records)
+
+        asyncio.run(send())
+
+    def read_topic(self, name: str) -> list[Any]:
+        async def read() -> list[Any]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                partitions = [TopicPartition(self.topic(name), p)
+                              for p in consumer.partitions_for_topic(self.topic(name)) or ()]
+                if not partitions:
+                    await consumer._client.force_metadata_update()
+                    partitions = [TopicPartition(self.topic(name), p)
+                                  for p in consumer.partitions_for_topic(self.topic(name)) or ()]
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                ends = await consumer.end_offsets(partitions)
+                messages = []
+                while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                    batch = await consumer.getmany(timeout_ms=1000)
+                    for items in batch.values():
+                        messages.extend(items)
+                return messages
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(read())
+
+    def archive(self) -> list[Record]:
+        s3 = self.stack_state["s3"]
+
+        async def read() -> list[Record]:
+            store = open_store(self.env["LFPIPE_ARCHIVE_URL"], s3["endpoint"], s3["access_key"], s3["secret_key"])
+            try:
+                records = []
+                async for key in store.list("raw/"):
+                    records.extend(decode_records(await store.get(key)))
+                return records
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
+
+    def archive_object_count(self) -> int:
+        s3 = self.stack_state["s3"]
+
+        async def count() -> int:
+            store = open_store(self.env["LFPIPE_ARCHIVE_URL"], s3["endpoint"], s3["access_key"], s3["secret_key"])
+            try:
+                return len([key async for key in store.list("raw/")])
+            finally:
+                await store.close()
+
+        return asyncio.run(count())
+
+
+def processed_events(worker_web_port: int) -> float:
+    """Events a running worker has made durable, from its /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker_web_port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith('lfpipe_events_total{outcome="consumed"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def kill_hard(process: subprocess.Popen[bytes]) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(30)
