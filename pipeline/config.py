@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Longest back-off between retries of a failing sink."
     )
 
+    session_timeout_seconds: float = Field(
+        default=10.0, ge=6, description="A worker silent this long (crashed) leaves the group; its partitions move."
+    )
     worker_web_port: int = Field(default=0, ge=0, description="Port of the worker's HTTP endpoint; 0 picks one.")
     exit_when_idle: float | None = Field(
         default=None, description="Exit after this many idle seconds once caught up (batch mode)."

@@ -91,10 +91,14 @@ def _fields(entity: str, event: dict[str, Any]) -> dict[str, Any]:
     else:
         value = body["value"]
         data_type = body.get("dataType") or ("CATEGORICAL" if isinstance(value, str) else "NUMERIC")
-        out.update(timestamp=ts, name=body["name"], data_type=data_type,
-                   value=0.0 if isinstance(value, str) else float(value))
-        out["string_value"] = value if data_type == "CATEGORICAL" else (
-            ("True" if value == 1 else "False") if data_type == "BOOLEAN" else None)
+        out.update(
+            timestamp=ts, name=body["name"], data_type=data_type, value=0.0 if isinstance(value, str) else float(value)
+        )
+        out["string_value"] = (
+            value
+            if data_type == "CATEGORICAL"
+            else (("True" if value == 1 else "False") if data_type == "BOOLEAN" else None)
+        )
         if body.get("traceId"):
             out["trace_id"] = body["traceId"]
         if "comment" in body:
@@ -108,8 +112,9 @@ def _fields(entity: str, event: dict[str, Any]) -> dict[str, Any]:
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     merged = dict(a)
     for key, value in b.items():
-        merged[key] = _deep_merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(
-            value, dict) else value
+        merged[key] = (
+            _deep_merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
+        )
     return merged
 
 
@@ -125,7 +130,8 @@ def reference_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], d
         entity_id = event["body"].get("id") or event["id"]
         rank = 1 if event["type"] in UPDATES else 0
         grouped.setdefault((entity, event["project_id"], entity_id), []).append(
-            ((_ms(event["timestamp"]), rank, arrival), event))
+            ((_ms(event["timestamp"]), rank, arrival), event)
+        )
     rows = {}
     for key, items in grouped.items():
         entity = key[0]
@@ -163,9 +169,13 @@ def reference_cost(model: str | None, usage: dict[str, int]) -> Decimal | None:
     global _PRICES
     if _PRICES is None:
         _PRICES = [
-            (re.compile(entry["matchPattern"]),
-             {k: Decimal(repr(v)) for k, v in next(t for t in entry["pricingTiers"] if t["isDefault"])[
-                 "prices"].items()})
+            (
+                re.compile(entry["matchPattern"]),
+                {
+                    k: Decimal(repr(v))
+                    for k, v in next(t for t in entry["pricingTiers"] if t["isDefault"])["prices"].items()
+                },
+            )
             for entry in json.loads(PRICE_LIST.read_text())
         ]
     if not model or not usage:

@@ -22,6 +22,11 @@ def make_app(settings: Settings, bootstrap: str, web_port: int) -> faust.App:
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # Never wait for un-acked events at shutdown or rebalance: an in-flight batch whose sinks are down
+        # would block forever; left un-acked, it is simply consumed again (merges are idempotent).
+        stream_wait_empty=False,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 5),
         broker_max_poll_records=settings.batch_max_events,
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         producer_acks=-1,

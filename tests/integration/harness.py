@@ -45,8 +45,12 @@ class PipelineEnv:
 
     def cli(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"lfpipe {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -55,8 +59,12 @@ class PipelineEnv:
     def start_worker(self, **settings: Any) -> subprocess.Popen[bytes]:
         env = {**self.env, **{f"LFPIPE_{k.upper()}": str(v) for k, v in settings.items()}}
         log = open(self.workdir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - owned by the process
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "warning"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "warning"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def drain(self, timeout: float = 240, **settings: Any) -> None:
         """Run a worker until it has caught up and exits on its own."""
@@ -67,8 +75,13 @@ class PipelineEnv:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.workdir.glob("worker-*.log")))
 
     def tables(self) -> dict[str, Any]:
-        result = subprocess.run([sys.executable, str(DUMP_SCRIPT), f"chdb://{self.chdb}"], env=self.env,
-                                capture_output=True, timeout=120, check=True)
+        result = subprocess.run(
+            [sys.executable, str(DUMP_SCRIPT), f"chdb://{self.chdb}"],
+            env=self.env,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         return orjson.loads(result.stdout)
 
     def produce(self, records: list[Record]) -> None:
@@ -83,12 +96,15 @@ class PipelineEnv:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
             await consumer.start()
             try:
-                partitions = [TopicPartition(self.topic(name), p)
-                              for p in consumer.partitions_for_topic(self.topic(name)) or ()]
+                partitions = [
+                    TopicPartition(self.topic(name), p) for p in consumer.partitions_for_topic(self.topic(name)) or ()
+                ]
                 if not partitions:
                     await consumer._client.force_metadata_update()
-                    partitions = [TopicPartition(self.topic(name), p)
-                                  for p in consumer.partitions_for_topic(self.topic(name)) or ()]
+                    partitions = [
+                        TopicPartition(self.topic(name), p)
+                        for p in consumer.partitions_for_topic(self.topic(name)) or ()
+                    ]
                 consumer.assign(partitions)
                 await consumer.seek_to_beginning(*partitions)
                 ends = await consumer.end_offsets(partitions)

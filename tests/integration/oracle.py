@@ -17,8 +17,21 @@ INVALID = set(INVALID_MESSAGES)
 TABLES = {"trace": "traces", "observation": "observations", "score": "scores"}
 COLUMNS = {
     "trace": ("name", "user_id", "session_id", "tags", "metadata", "input", "output", "environment", "timestamp"),
-    "observation": ("type", "trace_id", "start_time", "end_time", "name", "provided_model_name", "usage_details",
-                    "total_cost", "metadata", "input", "output", "parent_observation_id", "environment"),
+    "observation": (
+        "type",
+        "trace_id",
+        "start_time",
+        "end_time",
+        "name",
+        "provided_model_name",
+        "usage_details",
+        "total_cost",
+        "metadata",
+        "input",
+        "output",
+        "parent_observation_id",
+        "environment",
+    ),
     "score": ("name", "value", "data_type", "string_value", "trace_id", "comment"),
 }
 

@@ -85,8 +85,9 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(pipeline_env: P
     tables = pipeline_env.tables()
     assert mismatches(tables, produced) == []
     assert archive_problems(pipeline_env.archive(), produced) == []
-    letters = {(dict(m.headers)["lfpipe.partition"], dict(m.headers)["lfpipe.offset"]) for m in
-               _dead_letters(pipeline_env)}
+    letters = {
+        (dict(m.headers)["lfpipe.partition"], dict(m.headers)["lfpipe.offset"]) for m in _dead_letters(pipeline_env)
+    }
     assert len(letters) == sum(1 for r in produced if r.value in INVALID)
 
 
@@ -101,8 +102,7 @@ def test_query_goes_through_the_worker_that_holds_chdb(pipeline_env: PipelineEnv
             time.sleep(0.2)
         answer = None
         while time.monotonic() < deadline:
-            result = pipeline_env.cli("query", "--format", "json", "SELECT count() AS n FROM traces FINAL",
-                                      check=False)
+            result = pipeline_env.cli("query", "--format", "json", "SELECT count() AS n FROM traces FINAL", check=False)
             if result.returncode == 0 and result.stdout.strip():
                 answer = orjson.loads(result.stdout.splitlines()[0])
                 if answer["n"] == 20:

@@ -10,8 +10,9 @@ from pipeline.transforms.records import EventRecord, to_record
 from pipeline.transforms.validate import IngestionEvent, parse_event
 
 
-def envelope(kind: str, body: dict[str, Any], ts: str = "2024-01-01T00:00:00.000Z", event_id: str = "e1",
-             project: str = "p1") -> dict[str, Any]:
+def envelope(
+    kind: str, body: dict[str, Any], ts: str = "2024-01-01T00:00:00.000Z", event_id: str = "e1", project: str = "p1"
+) -> dict[str, Any]:
     return {"id": event_id, "timestamp": ts, "type": kind, "project_id": project, "body": body}
 
 

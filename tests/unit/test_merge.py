@@ -87,17 +87,16 @@ def test_empty_usage_update_keeps_the_usage():
 
 
 def test_usage_maps_replace_whole_not_key_by_key():
-    create = envelope("generation-create", {"id": "g", "usageDetails": {"input": 3, "output": 4}}, ts=T0,
-                      event_id="a")
+    create = envelope("generation-create", {"id": "g", "usageDetails": {"input": 3, "output": 4}}, ts=T0, event_id="a")
     update = envelope("generation-update", {"id": "g", "usageDetails": {"input": 10}}, ts=T1, event_id="b")
     assert observation([create, update])["usage_details"] == {"input": 10, "total": 10}
 
 
 def test_tags_are_a_sorted_union_and_metadata_deep_merges_then_stringifies():
-    a = envelope("trace-create", {"id": "t", "tags": ["b", "a"], "metadata": {"foo": {"bar": "baz"}}}, ts=T0,
-                 event_id="a")
-    b = envelope("trace-create", {"id": "t", "tags": ["c", "a"], "metadata": {"hello": "world"}}, ts=T1,
-                 event_id="b")
+    a = envelope(
+        "trace-create", {"id": "t", "tags": ["b", "a"], "metadata": {"foo": {"bar": "baz"}}}, ts=T0, event_id="a"
+    )
+    b = envelope("trace-create", {"id": "t", "tags": ["c", "a"], "metadata": {"hello": "world"}}, ts=T1, event_id="b")
     row = trace([a, b])
     assert row["tags"] == ["a", "b", "c"]
     assert row["metadata"] == {"foo": '{"bar":"baz"}', "hello": "world"}
@@ -115,8 +114,9 @@ def test_big_number_metadata_strings_are_kept_as_given():
 
 
 def test_input_and_output_take_the_last_truthy_value():
-    create = envelope("generation-create", {"id": "g", "input": {"q": 1}, "output": "first", "model": "gpt-4o"},
-                      ts=T0, event_id="a")
+    create = envelope(
+        "generation-create", {"id": "g", "input": {"q": 1}, "output": "first", "model": "gpt-4o"}, ts=T0, event_id="a"
+    )
     update = envelope("generation-update", {"id": "g", "output": "", "input": None}, ts=T1, event_id="b")
     row = observation([create, update])
     assert (row["input"], row["output"], row["provided_model_name"]) == ('{"q":1}', "first", "gpt-4o")
@@ -129,8 +129,9 @@ def test_end_time_is_clamped_to_start_time_and_level_defaults():
 
 
 def test_model_parameters_and_parent_persist():
-    event = envelope("span-create", {"id": "s", "parentObservationId": "p",
-                                     "modelParameters": {"someKey": ["user-1", "user-2"]}})
+    event = envelope(
+        "span-create", {"id": "s", "parentObservationId": "p", "modelParameters": {"someKey": ["user-1", "user-2"]}}
+    )
     row = observation([event])
     assert row["parent_observation_id"] == "p"
     assert row["model_parameters"] == '{"someKey":["user-1","user-2"]}'
@@ -153,8 +154,7 @@ def test_score_comment_null_on_update_clears_it():
 def test_late_update_merges_with_the_stored_state():
     create = envelope("trace-create", {"id": "t", "name": "n", "tags": ["a"]}, ts=T0, event_id="a")
     update = envelope("trace-create", {"id": "t", "userId": "u", "tags": ["b"]}, ts=T1, event_id="b")
-    late_old = envelope("trace-create", {"id": "t", "name": "older"}, ts="2023-12-31T00:00:00.000Z",
-                        event_id="c")
+    late_old = envelope("trace-create", {"id": "t", "name": "older"}, ts="2023-12-31T00:00:00.000Z", event_id="c")
     # One event per batch and a state store that forgets: every event is merged with the persisted state.
     row = _through_storage([create, update, late_old])
     assert (row["name"], row["user_id"], row["tags"]) == ("n", "u", ["a", "b"])
@@ -184,7 +184,8 @@ def _as_stored(row: dict[str, Any]) -> dict[str, Any]:
     from pipeline.transforms.rows import DATETIME_COLUMNS
 
     return {
-        name: datetime.fromtimestamp(value / 1000, tz=UTC) if name in DATETIME_COLUMNS and value is not None
+        name: datetime.fromtimestamp(value / 1000, tz=UTC)
+        if name in DATETIME_COLUMNS and value is not None
         else ({k: Decimal(str(v)) for k, v in value.items()} if name == "provided_cost_details" else value)
         for name, value in row.items()
     }

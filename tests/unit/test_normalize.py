@@ -25,22 +25,38 @@ def test_environment_rules(given, expected):
 
 
 def test_openai_completion_usage_subtracts_details_from_the_base():
-    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6,
-             "prompt_tokens_details": {"cached_tokens": 2, "audio_tokens": 3}}
+    usage = {
+        "prompt_tokens": 5,
+        "completion_tokens": 1,
+        "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 2, "audio_tokens": 3},
+    }
     assert usage_details(usage) == {
-        "input": 0, "input_cached_tokens": 2, "input_audio_tokens": 3, "output": 1, "total": 6,
+        "input": 0,
+        "input_cached_tokens": 2,
+        "input_audio_tokens": 3,
+        "output": 1,
+        "total": 6,
     }
 
 
 def test_openai_responses_usage_maps_to_input_and_output():
-    usage = {"input_tokens": 10, "output_tokens": 20, "total_tokens": 30,
-             "output_tokens_details": {"reasoning_tokens": 5}}
+    usage = {
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "total_tokens": 30,
+        "output_tokens_details": {"reasoning_tokens": 5},
+    }
     assert usage_details(usage) == {"input": 10, "output": 15, "output_reasoning_tokens": 5, "total": 30}
 
 
 def test_null_detail_counts_are_ignored():
-    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6,
-             "prompt_tokens_details": {"cached_tokens": None}}
+    usage = {
+        "prompt_tokens": 5,
+        "completion_tokens": 1,
+        "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": None},
+    }
     assert usage_details(usage) == {"input": 5, "output": 1, "total": 6}
 
 

@@ -13,7 +13,9 @@ MODELS = ModelTable.default()
 def test_gpt_4o_mini_cost_matches_the_reference_example():
     result = enrich_observation(MODELS, "p", "gpt-4o-mini", {"input": 1295, "output": 18}, None)
     assert result.cost_details == {
-        "input": Decimal("0.00019425"), "output": Decimal("0.0000108"), "total": Decimal("0.00020505"),
+        "input": Decimal("0.00019425"),
+        "output": Decimal("0.0000108"),
+        "total": Decimal("0.00020505"),
     }
     assert result.total_cost == Decimal("0.00020505")
 
@@ -24,14 +26,19 @@ def test_provided_costs_win_entirely_even_when_zero():
 
 
 def test_provided_input_and_output_costs_sum_to_the_total():
-    result = enrich_observation(MODELS, "p", None, {"input": 1285, "output": 513},
-                                {"input": 0.0006425, "output": 0.0007695})
+    result = enrich_observation(
+        MODELS, "p", None, {"input": 1285, "output": 513}, {"input": 0.0006425, "output": 0.0007695}
+    )
     assert result.total_cost == Decimal("0.001412")
 
 
 def test_total_is_the_sum_of_every_provided_key():
-    assert usage_with_total({"input": 1, "cached": 2, "reasoning": 3}) == {"input": 1, "cached": 2, "reasoning": 3,
-                                                                           "total": 6}
+    assert usage_with_total({"input": 1, "cached": 2, "reasoning": 3}) == {
+        "input": 1,
+        "cached": 2,
+        "reasoning": 3,
+        "total": 6,
+    }
     assert usage_with_total({"input": 2}) == {"input": 2, "total": 2}
 
 
@@ -44,8 +51,7 @@ def test_embedding_priced_by_total_only():
 
 def test_unmatched_model_keeps_usage_and_has_no_cost():
     result = enrich_observation(MODELS, "p", "my-own-model", {"input": 5}, None)
-    assert (result.internal_model_id, result.total_cost, result.usage_details) == (None, None, {"input": 5,
-                                                                                                  "total": 5})
+    assert (result.internal_model_id, result.total_cost, result.usage_details) == (None, None, {"input": 5, "total": 5})
 
 
 @pytest.mark.parametrize("name", ["GPT-4o", "openai/gpt-4o", "gpt-4o"])
@@ -54,9 +60,24 @@ def test_match_is_case_insensitive_with_provider_prefix(name):
 
 
 def test_project_model_beats_the_default():
-    own = model_from_dict({"id": "mine", "name": "gpt-4o", "match": "(?i)^gpt-4o$", "project_id": "p",
-                           "tiers": [{"id": "d", "name": "Standard", "priority": 0, "default": True,
-                                      "conditions": [], "prices": {"input": "1"}}]})
+    own = model_from_dict(
+        {
+            "id": "mine",
+            "name": "gpt-4o",
+            "match": "(?i)^gpt-4o$",
+            "project_id": "p",
+            "tiers": [
+                {
+                    "id": "d",
+                    "name": "Standard",
+                    "priority": 0,
+                    "default": True,
+                    "conditions": [],
+                    "prices": {"input": "1"},
+                }
+            ],
+        }
+    )
     table = ModelTable([*MODELS.models, own])
     assert table.match("p", "gpt-4o").id == "mine"
     assert table.match("other", "gpt-4o").id != "mine"
@@ -64,9 +85,17 @@ def test_project_model_beats_the_default():
 
 def test_newest_start_date_wins_regardless_of_observation_time():
     def dated(model_id: str, start: str) -> object:
-        return model_from_dict({"id": model_id, "name": "m", "match": "^m$", "start_date": start,
-                                "tiers": [{"id": "d", "name": "S", "priority": 0, "default": True,
-                                           "conditions": [], "prices": {"input": "1"}}]})
+        return model_from_dict(
+            {
+                "id": model_id,
+                "name": "m",
+                "match": "^m$",
+                "start_date": start,
+                "tiers": [
+                    {"id": "d", "name": "S", "priority": 0, "default": True, "conditions": [], "prices": {"input": "1"}}
+                ],
+            }
+        )
 
     table = ModelTable([dated("old", "2020-01-01T00:00:00+00:00"), dated("new", "2021-01-01T10:00:00+00:00")])
     assert table.match("p", "m").id == "new"
@@ -83,8 +112,9 @@ def test_large_context_tier_above_200k_input(input_tokens, tier):
 
 def test_tier_condition_sums_every_matching_usage_key():
     # 150k input + 60k input_cached_tokens: pattern "input" sums both, so above 200k.
-    result = enrich_observation(MODELS, "p", "claude-sonnet-4-5",
-                                {"input": 150_000, "input_cached_tokens": 60_000}, None)
+    result = enrich_observation(
+        MODELS, "p", "claude-sonnet-4-5", {"input": 150_000, "input_cached_tokens": 60_000}, None
+    )
     assert result.pricing_tier_name == "Large Context"
     assert result.cost_details["input"] == Decimal("0.9")  # 150000 x 6e-6
 

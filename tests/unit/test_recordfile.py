@@ -7,8 +7,15 @@ from pipeline.recordfile import Record, decode_records, encode_records, read_rec
 
 def test_records_round_trip_with_keys_headers_and_raw_bytes():
     records = [
-        Record(value=b'{"a":1}', key=b"p:trace:t", timestamp_ms=1234, topic="in", partition=3, offset=9,
-               headers=(("h", b"\x00\xff"),)),
+        Record(
+            value=b'{"a":1}',
+            key=b"p:trace:t",
+            timestamp_ms=1234,
+            topic="in",
+            partition=3,
+            offset=9,
+            headers=(("h", b"\x00\xff"),),
+        ),
         Record(value=b"\x00not json\xff", key=None),
     ]
     assert decode_records(encode_records(records)) == records

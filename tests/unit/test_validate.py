@@ -23,8 +23,10 @@ def test_valid_trace_create_becomes_an_event_keyed_by_body_id():
         (orjson.dumps(envelope("trace-create", {"id": "t"}, ts="2024-01-01 00:00:00")), "no UTC offset"),
         (orjson.dumps(envelope("span-create", {"name": "no id"})), "no id"),
         (orjson.dumps(envelope("generation-create", {"id": "g", "promptName": "p"})), "set together"),
-        (orjson.dumps({"id": "e", "timestamp": "2024-01-01T00:00:00Z", "type": "trace-create", "body": {}}),
-         "project_id"),
+        (
+            orjson.dumps({"id": "e", "timestamp": "2024-01-01T00:00:00Z", "type": "trace-create", "body": {}}),
+            "project_id",
+        ),
     ],
 )
 def test_rejections_say_why(raw, reason):
@@ -60,8 +62,8 @@ def test_float_usage_details_are_accepted_then_dropped():
 
 
 @pytest.mark.parametrize(
-    "special", ["&", "$", "@", "=", ";", "/", "+", ",", "?", "{", "}", "^", "%", "]", '"', ">", "[", "~", "<", "#",
-                "|", " ", "`"]
+    "special",
+    ["&", "$", "@", "=", ";", "/", "+", ",", "?", "{", "}", "^", "%", "]", '"', ">", "[", "~", "<", "#", "|", " ", "`"],
 )
 def test_ids_with_special_characters_round_trip(special):
     body_id = f"id{special}x"
