@@ -131,6 +131,7 @@ def worker(
 ) -> None:
     """Run a worker of the consumer group (start more to scale out)."""
     from pipeline.sinks.clickhouse import ChdbBusy
+    from pipeline.sinks.migrations import SchemaNotMigrated
     from pipeline.worker import run_worker
 
     settings = _settings()
@@ -139,6 +140,8 @@ def worker(
     _endpoints(settings)
     try:
         run_worker(settings, loglevel)
+    except SchemaNotMigrated as exc:
+        _fail(str(exc))
     except ChdbBusy as exc:
         _fail(
             f"{exc}; embedded chDB allows one worker per data folder: use a ClickHouse server "

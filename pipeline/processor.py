@@ -112,7 +112,7 @@ class Processor:
     def process(self, records: list[Record], load_stored: LoadStored, now_ms: int) -> BatchOutput:
         out = BatchOutput()
         out.counts["consumed"] = len(records)
-        parsed: list[tuple[Record, IngestionEvent, EventRecord]] = []
+        parsed: list[tuple[IngestionEvent, EventRecord]] = []
         batch_ids: set[tuple[str, str]] = set()
         for record in records:
             try:
@@ -131,16 +131,15 @@ class Processor:
                     out.counts["deduplicated"] += 1
                     continue
                 batch_ids.add(event_key)
-                parsed.append((record, outcome, event_record))
+                parsed.append((outcome, event_record))
             except InvalidEvent as exc:
                 out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record)))
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason
                 log.exception("unexpected error processing offset %s", record.offset)
                 out.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}", _peek_type(record)))
 
-        missing = sorted(
-            {key for _, _, r in parsed if (key := (r.entity, r.project_id, r.entity_id)) not in self.states}
-        )
+        keys = {(r.entity, r.project_id, r.entity_id) for _, r in parsed}
+        missing = sorted(key for key in keys if key not in self.states)
         stored = load_stored(missing) if missing else {}
         touched: dict[EntityKey, EntityState] = {}
         for key in missing:
@@ -149,7 +148,7 @@ class Processor:
                 self.states.put(
                     state_from_row(key[0], stored_row_to_record_form(key[0], row), clocks, RECORD_FIELDS[key[0]])
                 )
-        for record, event, event_record in parsed:
+        for event, event_record in parsed:
             key = (event_record.entity, event_record.project_id, event_record.entity_id)
             state = self.states.get(key)
             if state is None:

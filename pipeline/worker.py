@@ -28,6 +28,7 @@ from pipeline.endpoints import resolve
 from pipeline.processor import BatchOutput, DeadLetter, Processor
 from pipeline.sinks.archive import ArchiveSink, open_store
 from pipeline.sinks.clickhouse import ClickHouseSink, connect
+from pipeline.sinks.migrations import require_migrated
 from pipeline.sources.kafka import ingestion_topic, make_app, to_record
 from pipeline.transforms.pricing import ModelTable
 
@@ -84,6 +85,7 @@ def build_worker(settings: Settings) -> faust.App:
     source = ingestion_topic(app, settings)
     dead_letter_topic = settings.topic("ingestion-deadletter")
     clickhouse = ClickHouseSink(connect(endpoints.clickhouse_url, "worker", web_port, wait_seconds=30))
+    require_migrated(clickhouse.client)
     archive = ArchiveSink(
         open_store(
             endpoints.archive_url,
@@ -153,6 +155,11 @@ def build_worker(settings: Settings) -> faust.App:
                 _count(out)
                 stats.busy = False
                 stats.last_event_at = stats.last_batch_at = time.monotonic()
+        except Exception as exc:
+            # Per-message failures are dead letters; reaching here is a bug or a broken environment. Crash the
+            # worker (non-zero exit) rather than let Faust restart an agent whose fetched events are lost to it.
+            log.critical("batch processing failed; stopping the worker", exc_info=True)
+            await app.crash(exc)
         finally:
             summary_path.write_bytes(orjson.dumps(stats.summary()))
             await archive.store.close()

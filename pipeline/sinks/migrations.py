@@ -44,6 +44,21 @@ def statements(sql: str) -> list[str]:
     ]
 
 
+class SchemaNotMigrated(RuntimeError):
+    pass
+
+
+def require_migrated(client: Client, folder: Path = MIGRATIONS_DIR) -> None:
+    """Refuse to start on a ClickHouse that lacks migrations (instead of failing at the first batch)."""
+    try:
+        done = {row[0] for row in client.query("SELECT version FROM schema_migrations").result_rows}
+    except Exception:
+        done = set()
+    pending = [f"{m.version:04d}_{m.name}" for m in load_migrations(folder) if m.version not in done]
+    if pending:
+        raise SchemaNotMigrated(f"ClickHouse lacks migrations {', '.join(pending)}: run `lfpipe migrate` first")
+
+
 def migrate(client: Client, folder: Path = MIGRATIONS_DIR) -> tuple[list[str], list[str]]:
     """Apply pending migrations; returns (applied now, problems)."""
     client.command(

@@ -61,11 +61,20 @@ def stack_down(stack_dir: Path) -> list[str]:
     stopped = []
     for name in ("s3", "kafka"):
         entry = state.get(name)
-        if entry and pid_alive(entry["pid"]):
+        if entry and pid_alive(entry["pid"]) and _started_here(entry["pid"], stack_dir.resolve()):
             stop_pid(entry["pid"], 30)
             stopped.append(f"{name} (pid {entry['pid']})")
     write_state(state_file, {name: {**entry, "pid": 0} for name, entry in state.items()})
     return stopped
+
+
+def _started_here(pid: int, stack_dir: Path) -> bool:
+    """Guard against a recycled PID: the process must be a server of this stack (its command names the dir)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return str(stack_dir) in command
 
 
 def stack_status(stack_dir: Path) -> dict[str, dict[str, Any]]:

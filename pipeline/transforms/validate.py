@@ -270,10 +270,11 @@ def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
             return "promptName and promptVersion must be set together"
         if not given(body.type) and event_type.startswith("observation-"):
             return f"{event_type} body needs a type (SPAN, GENERATION or EVENT)"
-        legacy = event_type.startswith("observation-")
-        if legacy and isinstance(body.modelParameters, dict):
-            if any(isinstance(value, list | dict) for value in body.modelParameters.values()):
-                return f"{event_type} modelParameters values must be strings, numbers or booleans"
+        nested = isinstance(body.modelParameters, dict) and any(
+            isinstance(value, list | dict) for value in body.modelParameters.values()
+        )
+        if nested and event_type.startswith("observation-"):
+            return f"{event_type} modelParameters values must be strings, numbers or booleans"
     if isinstance(body, ScoreBody):
         problem = _check_score(body)
         if problem:
