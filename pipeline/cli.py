@@ -28,8 +28,12 @@ app = typer.Typer(
 )
 dev = typer.Typer(help="The local stack: Kafka (KRaft) and SeaweedFS on 127.0.0.1.", no_args_is_help=True)
 topics = typer.Typer(help="Topics declared in topics/topics.toml.", no_args_is_help=True)
+models = typer.Typer(help="Model cost tables: defaults plus run-time models on the config topic.", no_args_is_help=True)
+score_configs = typer.Typer(help="Score configs on the config topic.", no_args_is_help=True)
 app.add_typer(dev, name="dev")
 app.add_typer(topics, name="topics")
+app.add_typer(models, name="models")
+app.add_typer(score_configs, name="score-configs")
 console = Console(stderr=True)
 SAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "load" / "recordings" / "sample.lfr.zst"
 
@@ -171,6 +175,125 @@ async def _produce(bootstrap: str, topic: str, records: Any) -> int:
         task = progress.add_task("produce", total=None)
         async with EventProducer(bootstrap, topic) as producer:
             return await producer.send_records(records, lambda n: progress.advance(task, n))
+
+
+async def _read_catalog(settings: Settings) -> Any:
+    from pipeline.sources.config_feed import ConfigFeed
+    from pipeline.transforms.catalog import Catalog
+
+    catalog = Catalog.with_defaults()
+    feed = ConfigFeed(_endpoints(settings).kafka_bootstrap, settings.topic("config"), catalog)
+    try:
+        await feed.start()
+    finally:
+        await feed.stop()
+    return catalog
+
+
+async def _send_config(settings: Settings, key: str, value: dict[str, Any] | None) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=_endpoints(settings).kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic("config"), None if value is None else orjson.dumps(value), key=key.encode()
+        )
+    finally:
+        await producer.stop()
+
+
+@models.command("list")
+def models_list(project: Annotated[str | None, typer.Option(help="Show what this project sees.")] = None) -> None:
+    """Models in effect (project models first, then defaults), with default-tier prices per unit."""
+    catalog = asyncio.run(_read_catalog(_settings()))
+    table = Table("model", "scope", "match", "tokenizer", "tiers", "input", "output")
+    for model in catalog.model_table.models:
+        if model.project_id not in (None, project):
+            continue
+        default = next((t for t in model.tiers if t.is_default), None)
+        prices = default.prices if default else {}
+        table.add_row(
+            model.name,
+            model.project_id or "default",
+            model.match,
+            (model.tokenizer or {}).get("id", ""),
+            str(len(model.tiers)),
+            str(prices.get("input", "")),
+            str(prices.get("output", "")),
+        )
+    Console().print(table)
+
+
+@models.command("add")
+def models_add(
+    file: Annotated[
+        Path, typer.Argument(help="A model as JSON (format of pipeline/models/default_models.json).", exists=True)
+    ],
+    project: Annotated[str | None, typer.Option(help="Only for this project (default: every project).")] = None,
+) -> None:
+    """Add or replace a model; every worker applies it to its next batch."""
+    from pipeline.transforms.pricing import model_from_dict
+
+    raw = orjson.loads(file.read_bytes())
+    try:
+        model = model_from_dict(raw, project)
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(f"{file} is not a valid model: {exc!r}")
+    key = f"model/{project or '*'}/{model.id}"
+    asyncio.run(_send_config(_settings(), key, raw))
+    console.print(f"model {model.name!r} published as {key}")
+
+
+@models.command("remove")
+def models_remove(
+    model_id: Annotated[str, typer.Argument(help="The model's id.")],
+    project: Annotated[str | None, typer.Option(help="The project it was added for.")] = None,
+) -> None:
+    """Remove a model added with `models add`."""
+    key = f"model/{project or '*'}/{model_id}"
+    asyncio.run(_send_config(_settings(), key, None))
+    console.print(f"removed {key}")
+
+
+@models.command("test")
+def models_test(
+    name: Annotated[str, typer.Argument(help="A model name as producers send it.")],
+    project: Annotated[str, typer.Option(help="Project to match for.")] = "",
+    usage: Annotated[str | None, typer.Option(help='Usage JSON to price, e.g. {"input": 1000}.')] = None,
+) -> None:
+    """Which model a name matches, and what a usage would cost."""
+    from pipeline.transforms.enrich import enrich_observation
+
+    catalog = asyncio.run(_read_catalog(_settings()))
+    model = catalog.model_table.match(project, name)
+    if model is None:
+        console.print(f"{name!r} matches no model: no cost is computed")
+        raise typer.Exit(1)
+    console.print(f"{name!r} matches {model.name!r} (id {model.id}, {model.project_id or 'default'}): {model.match}")
+    if usage:
+        result = enrich_observation(catalog.model_table, project, name, orjson.loads(usage), None)
+        console.print(f"tier {result.pricing_tier_name}: cost {result.cost_details}, total {result.total_cost}")
+
+
+@score_configs.command("add")
+def score_configs_add(
+    file: Annotated[
+        Path, typer.Argument(help="JSON: id, name, data_type, min_value, max_value, categories.", exists=True)
+    ],
+    project: Annotated[str, typer.Option(help="The project the config belongs to.")],
+) -> None:
+    """Add or replace a score config (scores reference it by configId)."""
+    from pipeline.transforms.catalog import Catalog
+
+    raw = orjson.loads(file.read_bytes())
+    key = f"score-config/{project}/{raw.get('id')}"
+    try:
+        Catalog([]).apply(key, raw)
+    except Exception as exc:
+        _fail(f"{file} is not a valid score config: {exc}")
+    asyncio.run(_send_config(_settings(), key, raw))
+    console.print(f"score config published as {key}")
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:

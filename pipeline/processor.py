@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.recordfile import Record
+from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.merge import EntityState, apply_record, clocks_of, new_state, state_from_row
-from pipeline.transforms.pricing import ModelTable
 from pipeline.transforms.records import EventRecord, InvalidEvent, to_record
 from pipeline.transforms.rows import RECORD_FIELDS, TABLE_BY_ENTITY, build_row, stored_row_to_record_form
 from pipeline.transforms.validate import IngestionEvent, Rejected, parse_event
@@ -98,8 +98,8 @@ class StateStore:
 
 
 class Processor:
-    def __init__(self, models: ModelTable, max_event_bytes: int, state_limit: int, dedup_limit: int) -> None:
-        self.models = models
+    def __init__(self, catalog: Catalog, max_event_bytes: int, state_limit: int, dedup_limit: int) -> None:
+        self.catalog = catalog
         self.max_event_bytes = max_event_bytes
         self.states = StateStore(state_limit)
         self.seen = BoundedSet(dedup_limit)
@@ -124,7 +124,7 @@ class Processor:
                 if isinstance(outcome, Rejected):
                     out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record)))
                     continue
-                event_record = to_record(outcome)
+                event_record = to_record(outcome, self.catalog.score_config)
                 out.archived.append(record)  # the archive keeps every valid message, repeats included
                 event_key = (outcome.project_id, outcome.event_id)
                 if event_key in self.seen or event_key in batch_ids:
@@ -159,8 +159,9 @@ class Processor:
             out.new_event_ids.append((event.project_id, event.event_id))
             out.counts["processed"] += 1
 
+        models = self.catalog.model_table
         for key, state in touched.items():
-            out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).append(build_row(state, now_ms, self.models))
+            out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).append(build_row(state, now_ms, models))
             out.clocks.append((state.entity, state.project_id, state.entity_id, clocks_of(state)))
         out.counts["dead_lettered"] = len(out.dead_letters)
         return out

@@ -29,8 +29,9 @@ from pipeline.processor import BatchOutput, DeadLetter, Processor
 from pipeline.sinks.archive import ArchiveSink, open_store
 from pipeline.sinks.clickhouse import ClickHouseSink, connect
 from pipeline.sinks.migrations import require_migrated
+from pipeline.sources.config_feed import ConfigFeed
 from pipeline.sources.kafka import ingestion_topic, make_app, to_record
-from pipeline.transforms.pricing import ModelTable
+from pipeline.transforms.catalog import Catalog
 
 log = logging.getLogger("lfpipe.worker")
 
@@ -95,9 +96,10 @@ def build_worker(settings: Settings) -> faust.App:
             settings.s3_region,
         )
     )
-    processor = Processor(
-        ModelTable.default(), settings.max_event_bytes, settings.state_max_entities, settings.dedup_max_ids
-    )
+    catalog = Catalog.with_defaults()
+    config_feed = ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog)
+    catalog_ready = asyncio.Event()
+    processor = Processor(catalog, settings.max_event_bytes, settings.state_max_entities, settings.dedup_max_ids)
     stats = RunStats()
     summary_path = settings.stack_dir / "worker-summary.json"
 
@@ -140,8 +142,15 @@ def build_worker(settings: Settings) -> faust.App:
         if out.dead_letters:
             await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit)
 
+    @app.task
+    async def read_config() -> None:
+        await config_feed.start()
+        catalog_ready.set()
+
     @app.agent(source, concurrency=1)
     async def ingest(stream: faust.StreamT) -> None:
+        # Models and score configs first: a batch priced with a half-read catalog would be wrong.
+        await catalog_ready.wait()
         try:
             async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_max_seconds):
                 stats.busy = True
@@ -163,6 +172,7 @@ def build_worker(settings: Settings) -> faust.App:
         finally:
             summary_path.write_bytes(orjson.dumps(stats.summary()))
             await archive.store.close()
+            await config_feed.stop()
 
     def _count(out: BatchOutput) -> None:
         stats.counts.update(out.counts)

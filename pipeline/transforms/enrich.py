@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from pipeline.transforms.pricing import Costs, ModelTable, computed_costs, provided_costs
+from pipeline.transforms.tokenize import count_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +29,36 @@ def usage_with_total(provided: dict[str, int]) -> dict[str, int]:
     return {**provided, "total": sum(provided.values())}
 
 
+TOKENIZED_TYPES = frozenset({"GENERATION", "EMBEDDING"})
+
+
+def tokenized_usage(tokenizer: dict | None, input_text: str | None, output_text: str | None) -> dict[str, int]:
+    """{input, output, total} from token counts, keeping only the parts that could be counted."""
+    usage = {
+        name: count
+        for name, text in (("input", input_text), ("output", output_text))
+        if (count := count_tokens(tokenizer, text)) is not None
+    }
+    if usage:
+        usage["total"] = sum(usage.values())
+    return usage
+
+
 def enrich_observation(
     models: ModelTable,
     project_id: str,
     model_name: str | None,
     provided_usage: dict[str, int] | None,
     provided_cost: dict[str, float] | None,
+    observation_type: str = "GENERATION",
+    level: str = "DEFAULT",
+    input_text: str | None = None,
+    output_text: str | None = None,
 ) -> Enrichment:
-    usage = usage_with_total(provided_usage or {})
     model = models.match(project_id, model_name) if model_name else None
+    usage = usage_with_total(provided_usage or {})
+    if model is not None and not usage and level != "ERROR" and observation_type in TOKENIZED_TYPES:
+        usage = tokenized_usage(model.tokenizer, input_text, output_text)
     tier = model.tier_for(usage) if model else None
     if provided_cost:
         costs = provided_costs(provided_cost)

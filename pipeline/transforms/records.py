@@ -6,11 +6,13 @@ A field missing from the record is JavaScript's ``undefined`` (never overwrites)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from pipeline.transforms.catalog import ScoreConfig
 from pipeline.transforms.normalize import (
     metadata_record,
     normalize_environment,
@@ -63,14 +65,22 @@ def sort_key(event: IngestionEvent) -> SortKey:
     return (event.timestamp_ms, 1 if event.is_update else 0, event.sequence, event.event_id)
 
 
-def to_record(event: IngestionEvent) -> EventRecord:
+ScoreConfigLookup = Callable[[str, str], "ScoreConfig | None"]
+
+
+def to_record(event: IngestionEvent, score_config: ScoreConfigLookup | None = None) -> EventRecord:
     body = event.body
     if isinstance(body, TraceBody):
         fields = _trace_fields(event, body)
     elif isinstance(body, ObservationBody):
         fields = _observation_fields(event, body)
     elif isinstance(body, ScoreBody):
-        fields = _score_fields(event, body)
+        config = None
+        if given(body.configId):
+            config = score_config(event.project_id, body.configId) if score_config else None
+            if config is None:
+                raise InvalidEvent(f"score config {body.configId!r} does not exist in project {event.project_id!r}")
+        fields = _score_fields(event, body, config)
     else:  # pragma: no cover - validate only builds the three body types
         raise InvalidEvent(f"no record mapping for {type(body).__name__}")
     metadata = metadata_record(body.metadata) if given(getattr(body, "metadata", None)) else None
@@ -166,8 +176,17 @@ def _observation_fields(event: IngestionEvent, body: ObservationBody) -> dict[st
     return fields
 
 
-def _score_fields(event: IngestionEvent, body: ScoreBody) -> dict[str, Any]:
+def _score_fields(event: IngestionEvent, body: ScoreBody, config: ScoreConfig | None) -> dict[str, Any]:
+    if body.source == "ANNOTATION" and config is None and body.dataType != "CORRECTION":
+        raise InvalidEvent(f"ANNOTATION score {body.name!r} needs a configId")
+    if config is not None:
+        if config.is_archived:
+            raise InvalidEvent(f"score config {config.id!r} is archived")
+        # The config decides name and data type, as in Langfuse.
+        body = msgspec.structs.replace(body, name=config.name, dataType=config.data_type)
     data_type, value, string_value = _score_value(body)
+    if config is not None:
+        value, string_value = _check_against_config(config, data_type, value, string_value, body.value)
     fields: dict[str, Any] = {
         "timestamp": _ms(body.timestamp) or event.timestamp_ms,
         "environment": normalize_environment(body.environment if given(body.environment) else None),
@@ -200,6 +219,22 @@ def _score_fields(event: IngestionEvent, body: ScoreBody) -> dict[str, Any]:
     return fields
 
 
+def _check_against_config(
+    config: ScoreConfig, data_type: str, value: float, string_value: str | None, raw: float | str
+) -> tuple[float, str | None]:
+    if data_type == "NUMERIC":
+        if config.min_value is not None and value < config.min_value:
+            raise InvalidEvent(f"score {config.name!r} value {value} is below the config minimum {config.min_value}")
+        if config.max_value is not None and value > config.max_value:
+            raise InvalidEvent(f"score {config.name!r} value {value} is above the config maximum {config.max_value}")
+    if data_type == "CATEGORICAL":
+        for option in config.categories or ():
+            if option.label == raw or (not isinstance(raw, str) and option.value == raw):
+                return option.value, option.label
+        raise InvalidEvent(f"score {config.name!r} value {raw!r} is not a category of config {config.id!r}")
+    return value, string_value
+
+
 def _score_value(body: ScoreBody) -> tuple[str, float, str | None]:
     data_type = body.dataType if given(body.dataType) else None
     value = body.value
@@ -214,9 +249,9 @@ def _score_value(body: ScoreBody) -> tuple[str, float, str | None]:
             raise InvalidEvent(f"BOOLEAN score {body.name!r} needs value 0 or 1, got {value!r}")
         return data_type, float(value), "True" if value == 1 else "False"
     if data_type == "CATEGORICAL":
-        if not isinstance(value, str):
+        if not isinstance(value, str) and not given(body.configId):
             raise InvalidEvent(f"CATEGORICAL score {body.name!r} needs a string value, got {value!r}")
-        return data_type, 0.0, value
+        return data_type, 0.0, value if isinstance(value, str) else None
     if not isinstance(value, str):  # TEXT and CORRECTION
         raise InvalidEvent(f"{data_type} score {body.name!r} needs a string value, got {value!r}")
     return data_type, 0.0, value

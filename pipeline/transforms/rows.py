@@ -110,7 +110,15 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
     provided_usage = value("provided_usage_details") or {}
     provided_cost = value("provided_cost_details") or {}
     enrichment = enrich_observation(
-        models, state.project_id, value("provided_model_name"), provided_usage, provided_cost
+        models,
+        state.project_id,
+        value("provided_model_name"),
+        provided_usage,
+        provided_cost,
+        observation_type=value("type"),
+        level=level,
+        input_text=value("input"),
+        output_text=value("output"),
     )
     return {
         **_common(state, now_ms),

@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 
 from pipeline.processor import Processor
 from pipeline.recordfile import Record
-from pipeline.transforms.pricing import ModelTable
+from pipeline.transforms.catalog import Catalog
 from tests.reference import reference_rows
 from tests.unit.helpers import envelope
 
-MODELS = ModelTable.default()
+CATALOG = Catalog.with_defaults()
 ENTITY_BY_TABLE = {"traces": "trace", "observations": "observation", "scores": "score"}
 
 
 def merged(events: list[dict[str, Any]], order: list[int] | None = None, batches: int = 1) -> dict:
     """Final rows after feeding the events (with their arrival offsets) in ``order``, in ``batches``."""
-    processor = Processor(MODELS, 5_000_000, 10_000, 10_000)
+    processor = Processor(CATALOG, 5_000_000, 10_000, 10_000)
     stored: dict = {}
     records = [Record(value=orjson.dumps(e), offset=i) for i, e in enumerate(events)]
     order = order if order is not None else list(range(len(records)))
@@ -164,7 +164,7 @@ def _through_storage(events: list[dict[str, Any]]) -> dict[str, Any]:
     stored: dict = {}
     row: dict[str, Any] = {}
     for offset, event in enumerate(events):
-        processor = Processor(MODELS, 5_000_000, 100, 100)  # a fresh worker: nothing in memory
+        processor = Processor(CATALOG, 5_000_000, 100, 100)  # a fresh worker: nothing in memory
         out = processor.process(
             [Record(value=orjson.dumps(event), offset=offset)],
             lambda keys: {k: stored[k] for k in keys if k in stored},

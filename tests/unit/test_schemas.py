@@ -7,6 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.records import InvalidEvent, to_record
 from pipeline.transforms.validate import Rejected, parse_event
 
@@ -22,6 +23,16 @@ def _validator() -> Draft202012Validator:
 
 
 VALIDATOR = _validator()
+# Configs referenced by the examples: whether a configId exists is a run-time fact no schema can state.
+CATALOG = Catalog([])
+CATALOG.apply(
+    "score-config/7a88fb47-b4e2-43b8-a06c-a5ce950dc53a/cfg-sentiment-v2",
+    {
+        "name": "sentiment",
+        "data_type": "CATEGORICAL",
+        "categories": [{"label": "negative", "value": 0}, {"label": "positive", "value": 1}],
+    },
+)
 
 
 def _worker_accepts(raw: bytes) -> bool:
@@ -30,7 +41,7 @@ def _worker_accepts(raw: bytes) -> bool:
         return False
     try:
         if outcome is not None:
-            to_record(outcome)
+            to_record(outcome, CATALOG.score_config)
     except InvalidEvent:
         return False
     return True

@@ -1,0 +1,72 @@
+"""The compacted ``config`` topic, read whole by every worker into its ``Catalog``.
+
+No consumer group: each worker assigns itself every partition from the beginning, so all workers converge
+on the same models and score configs. A record that cannot be applied is logged and skipped (the previous
+value stays), never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipeline.transforms.catalog import Catalog
+
+log = logging.getLogger("lfpipe.config")
+
+
+class ConfigFeed:
+    def __init__(self, bootstrap: str, topic: str, catalog: Catalog) -> None:
+        self.topic = topic
+        self.catalog = catalog
+        self.caught_up = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 60) -> None:
+        """Start reading; returns once everything present at start has been applied."""
+        await self._consumer.start()
+        if self.topic not in await self._consumer.topics():
+            raise RuntimeError(f"config topic {self.topic!r} does not exist: run `lfpipe topics apply`")
+        # Without a group, a subscription is assigned every partition of the topic.
+        self._consumer.subscribe([self.topic])
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no partitions of {self.topic!r} were assigned within {timeout}s")
+            await asyncio.sleep(0.05)
+        partitions = list(self._consumer.assignment())
+        await self._consumer.seek_to_beginning(*partitions)
+        ends = await self._consumer.end_offsets(partitions)
+        self._task = asyncio.create_task(self._run(ends))
+        await asyncio.wait_for(self.caught_up.wait(), timeout)
+
+    async def _run(self, ends: dict[TopicPartition, int]) -> None:
+        pending = {tp for tp, end in ends.items() if end > 0}
+        if not pending:
+            self.caught_up.set()
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=1000)
+            for tp, messages in batch.items():
+                for message in messages:
+                    self._apply(message.key, message.value)
+                    if tp in pending and message.offset + 1 >= ends[tp]:
+                        pending.discard(tp)
+            if not pending:
+                self.caught_up.set()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            self.catalog.apply((key or b"").decode(), None if value is None else orjson.loads(value))
+        except Exception as exc:
+            log.error("config record %r ignored: %s", key, exc)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()

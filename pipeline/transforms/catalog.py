@@ -1,0 +1,78 @@
+"""Reference data the merge needs, fed at run time from the compacted ``config`` topic.
+
+Keys are ``model/<project id or "*">/<model id>`` and ``score-config/<project id>/<config id>``; a null value
+deletes. Every worker reads the whole topic (no consumer group), so all of them see the same catalog, and a
+change applies to the next batch without a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from pipeline.transforms.pricing import Model, ModelTable, model_from_dict
+
+GLOBAL_SCOPE = "*"
+
+
+class CategoryOption(msgspec.Struct):
+    label: str
+    value: float
+
+
+class ScoreConfig(msgspec.Struct):
+    id: str
+    project_id: str
+    name: str
+    data_type: str
+    min_value: float | None = None
+    max_value: float | None = None
+    categories: list[CategoryOption] | None = None
+    is_archived: bool = False
+
+
+@dataclass
+class Catalog:
+    defaults: list[Model]
+    models: dict[str, Model] = field(default_factory=dict)
+    score_configs: dict[tuple[str, str], ScoreConfig] = field(default_factory=dict)
+    _table: ModelTable | None = None
+
+    @classmethod
+    def with_defaults(cls) -> Catalog:
+        return cls(ModelTable.default().models)
+
+    @property
+    def model_table(self) -> ModelTable:
+        if self._table is None:
+            # A project or global model with the same id as a default replaces it.
+            overridden = {model.id for model in self.models.values()}
+            self._table = ModelTable([m for m in self.defaults if m.id not in overridden] + list(self.models.values()))
+        return self._table
+
+    def apply(self, key: str, value: dict[str, Any] | None) -> None:
+        """One record of the config topic; raises ValueError for a key or value it cannot use."""
+        kind, _, rest = key.partition("/")
+        scope, _, item_id = rest.partition("/")
+        if not scope or not item_id:
+            raise ValueError(f"config key {key!r} is not <kind>/<project>/<id>")
+        if kind == "model":
+            self._table = None
+            if value is None:
+                self.models.pop(key, None)
+            else:
+                project = None if scope == GLOBAL_SCOPE else scope
+                self.models[key] = model_from_dict({**value, "id": item_id, "project_id": project})
+        elif kind == "score-config":
+            if value is None:
+                self.score_configs.pop((scope, item_id), None)
+            else:
+                config = msgspec.convert({**value, "id": item_id, "project_id": scope}, ScoreConfig)
+                self.score_configs[(scope, item_id)] = config
+        else:
+            raise ValueError(f"unknown config kind {kind!r} in key {key!r}")
+
+    def score_config(self, project_id: str, config_id: str) -> ScoreConfig | None:
+        return self.score_configs.get((project_id, config_id))
