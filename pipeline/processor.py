@@ -124,7 +124,7 @@ class Processor:
                 if isinstance(outcome, Rejected):
                     out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record)))
                     continue
-                event_record = to_record(outcome, self.catalog.score_config)
+                event_record = to_record(outcome, self.catalog.score_config, record.headers)
                 out.archived.append(record)  # the archive keeps every valid message, repeats included
                 event_key = (outcome.project_id, outcome.event_id)
                 if event_key in self.seen or event_key in batch_ids:

@@ -23,13 +23,16 @@ class ConfigFeed:
         self.topic = topic
         self.catalog = catalog
         self.caught_up = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
-        )
+        self.bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = 60) -> None:
         """Start reading; returns once everything present at start has been applied."""
+        # aiokafka clients must be created inside the running loop.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        )
         await self._consumer.start()
         if self.topic not in await self._consumer.topics():
             raise RuntimeError(f"config topic {self.topic!r} does not exist: run `lfpipe topics apply`")
@@ -47,6 +50,7 @@ class ConfigFeed:
         await asyncio.wait_for(self.caught_up.wait(), timeout)
 
     async def _run(self, ends: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
         pending = {tp for tp, end in ends.items() if end > 0}
         if not pending:
             self.caught_up.set()
@@ -69,4 +73,5 @@ class ConfigFeed:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()

@@ -68,7 +68,19 @@ def sort_key(event: IngestionEvent) -> SortKey:
 ScoreConfigLookup = Callable[[str, str], "ScoreConfig | None"]
 
 
-def to_record(event: IngestionEvent, score_config: ScoreConfigLookup | None = None) -> EventRecord:
+# Kafka headers a producer may set to attribute scores, as Langfuse does from its HTTP request headers.
+ATTRIBUTION_HEADERS = {
+    "x-langfuse-public-key": "ingestion_api_key",
+    "x-langfuse-sdk-name": "ingestion_sdk_name",
+    "x-langfuse-sdk-version": "ingestion_sdk_version",
+}
+
+
+def to_record(
+    event: IngestionEvent,
+    score_config: ScoreConfigLookup | None = None,
+    headers: tuple[tuple[str, bytes], ...] = (),
+) -> EventRecord:
     body = event.body
     if isinstance(body, TraceBody):
         fields = _trace_fields(event, body)
@@ -81,6 +93,10 @@ def to_record(event: IngestionEvent, score_config: ScoreConfigLookup | None = No
             if config is None:
                 raise InvalidEvent(f"score config {body.configId!r} does not exist in project {event.project_id!r}")
         fields = _score_fields(event, body, config)
+        for name, value in headers:
+            column = ATTRIBUTION_HEADERS.get(name.lower())
+            if column:
+                fields[column] = value.decode(errors="replace")
     else:  # pragma: no cover - validate only builds the three body types
         raise InvalidEvent(f"no record mapping for {type(body).__name__}")
     metadata = metadata_record(body.metadata) if given(getattr(body, "metadata", None)) else None

@@ -63,6 +63,9 @@ RECORD_FIELDS: dict[str, frozenset[str]] = {
             "execution_trace_id",
             "author_user_id",
             "comment",
+            "ingestion_api_key",
+            "ingestion_sdk_name",
+            "ingestion_sdk_version",
         }
     ),
 }
@@ -175,9 +178,9 @@ def score_row(state: EntityState, now_ms: int) -> dict[str, Any]:
         "queue_id": value("queue_id"),
         "execution_trace_id": value("execution_trace_id"),
         "long_string_value": value("long_string_value") or "",
-        "ingestion_api_key": "",
-        "ingestion_sdk_name": "unknown",
-        "ingestion_sdk_version": "unknown",
+        "ingestion_api_key": value("ingestion_api_key") or "",
+        "ingestion_sdk_name": value("ingestion_sdk_name") or "unknown",
+        "ingestion_sdk_version": value("ingestion_sdk_version") or "unknown",
     }
 
 

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.processor import Processor
-from pipeline.recordfile import Record
-from pipeline.transforms.catalog import Catalog
 from tests.reference import reference_rows
-from tests.unit.helpers import envelope
-
-CATALOG = Catalog.with_defaults()
-ENTITY_BY_TABLE = {"traces": "trace", "observations": "observation", "scores": "score"}
-
-
-def merged(events: list[dict[str, Any]], order: list[int] | None = None, batches: int = 1) -> dict:
-    """Final rows after feeding the events (with their arrival offsets) in ``order``, in ``batches``."""
-    processor = Processor(CATALOG, 5_000_000, 10_000, 10_000)
-    stored: dict = {}
-    records = [Record(value=orjson.dumps(e), offset=i) for i, e in enumerate(events)]
-    order = order if order is not None else list(range(len(records)))
-    rows: dict = {}
-    size = max(1, -(-len(order) // batches))
-    for start in range(0, len(order), size):
-        chunk = [records[i] for i in order[start : start + size]]
-        out = processor.process(chunk, lambda keys: {k: stored[k] for k in keys if k in stored}, 1_700_000_000_000)
-        for table, table_rows in out.rows.items():
-            for row in table_rows:
-                rows[(ENTITY_BY_TABLE[table], row["project_id"], row["id"])] = row
-        processor.mark_durable(out)
-    return rows
+from tests.unit.helpers import envelope, merged, through_storage
 
 
 def trace(events: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
@@ -156,39 +131,8 @@ def test_late_update_merges_with_the_stored_state():
     update = envelope("trace-create", {"id": "t", "userId": "u", "tags": ["b"]}, ts=T1, event_id="b")
     late_old = envelope("trace-create", {"id": "t", "name": "older"}, ts="2023-12-31T00:00:00.000Z", event_id="c")
     # One event per batch and a state store that forgets: every event is merged with the persisted state.
-    row = _through_storage([create, update, late_old])
+    row = through_storage([create, update, late_old])
     assert (row["name"], row["user_id"], row["tags"]) == ("n", "u", ["a", "b"])
-
-
-def _through_storage(events: list[dict[str, Any]]) -> dict[str, Any]:
-    stored: dict = {}
-    row: dict[str, Any] = {}
-    for offset, event in enumerate(events):
-        processor = Processor(CATALOG, 5_000_000, 100, 100)  # a fresh worker: nothing in memory
-        out = processor.process(
-            [Record(value=orjson.dumps(event), offset=offset)],
-            lambda keys: {k: stored[k] for k in keys if k in stored},
-            1_700_000_000_000,
-        )
-        for table_rows in out.rows.values():
-            row = table_rows[0]
-        for entity, project, entity_id, clocks in out.clocks:
-            stored[(entity, project, entity_id)] = (_as_stored(row), clocks)
-    return row
-
-
-def _as_stored(row: dict[str, Any]) -> dict[str, Any]:
-    """What ClickHouse hands back: datetimes and Decimals instead of milliseconds and floats."""
-    from datetime import UTC, datetime
-
-    from pipeline.transforms.rows import DATETIME_COLUMNS
-
-    return {
-        name: datetime.fromtimestamp(value / 1000, tz=UTC)
-        if name in DATETIME_COLUMNS and value is not None
-        else ({k: Decimal(str(v)) for k, v in value.items()} if name == "provided_cost_details" else value)
-        for name, value in row.items()
-    }
 
 
 # Property: any arrival order, any duplication, any batching gives the reference fold's row.
