@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import generate_latest
 
 from pipeline import metrics
@@ -198,13 +199,16 @@ def build_worker(settings: Settings) -> faust.App:
             assigned = consumer.assignment()
             if stats.exiting or stats.busy or not assigned or time.monotonic() - stats.last_event_at < idle_seconds:
                 return
+            # Caught up means committed (so durable) up to the end of every assigned partition; the fetch
+            # position alone runs ahead of what the agent has written.
+            await consumer.commit()
             highwaters = await consumer.highwaters(*assigned)
+            committed = await committed_offsets(endpoints.kafka_bootstrap, settings.consumer_group)
             for tp in assigned:
-                position = await consumer.position(tp)
-                if position is None or position < highwaters.get(tp, 0):
+                done = committed.get((tp.topic, tp.partition), 0)
+                if done < highwaters.get(tp, 0):
                     return
             stats.exiting = True
-            await consumer.commit()
             log.info("caught up and idle for %.1fs: exiting", idle_seconds)
             summary_path.write_bytes(orjson.dumps(stats.summary()))
             os.kill(os.getpid(), signal.SIGTERM)
@@ -231,6 +235,16 @@ def build_worker(settings: Settings) -> faust.App:
         return web.json({"status": "ok", "pid": os.getpid()})
 
     return app
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
 def _free_port() -> int:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import bpe_openai
+import orjson
 import pytest
 
 from pipeline.transforms.catalog import Catalog
@@ -242,3 +243,25 @@ def test_trace_created_at_is_preserved_from_the_stored_row():  # item 19
     second = envelope("trace-create", {"id": "t", "name": "b"}, ts=T1, event_id="b")
     row = through_storage([first, second])
     assert row["name"] == "b" and row["created_at"] == 1_700_000_000_000
+
+
+def test_events_count_as_seen_only_once_durable_unlike_langfuse_bug_16017():
+    from pipeline.processor import Processor
+    from pipeline.recordfile import Record
+    from tests.unit.helpers import CATALOG
+
+    processor = Processor(CATALOG, 5_000_000, 100, 100)
+    record = Record(value=orjson.dumps(envelope("trace-create", {"id": "t", "name": "n"})), offset=0)
+    first = processor.process([record], lambda keys: {}, 0)
+    # The sinks failed, so the batch was never marked durable: a redelivery must be processed again.
+    again = processor.process([record], lambda keys: {}, 0)
+    assert first.counts["processed"] == again.counts["processed"] == 1
+    processor.mark_durable(again)
+    assert processor.process([record], lambda keys: {}, 0).counts["deduplicated"] == 1
+
+
+def test_sdk_trace_create_does_not_reset_public_unlike_langfuse():
+    first = envelope("trace-create", {"id": "t", "public": True}, ts=T0, event_id="a")
+    later = envelope("trace-create", {"id": "t", "name": "renamed"}, ts=T1, event_id="b")
+    row = next(iter(merged([first, later]).values()))
+    assert row["public"] is True and row["name"] == "renamed"

@@ -112,7 +112,7 @@ def test_model_parameters_and_parent_persist():
     assert row["model_parameters"] == '{"someKey":["user-1","user-2"]}'
 
 
-def test_orphan_observation_gets_a_deterministic_trace_id():
+def test_orphan_observation_gets_a_deterministic_trace_id_unlike_langfuse_bug_17413():
     # Langfuse's random uuid fallback (bug #17413) would differ on every re-merge.
     rows = [observation([envelope("span-create", {"id": "orphan"})]) for _ in range(2)]
     assert rows[0]["trace_id"] == rows[1]["trace_id"] == "orphan"
