@@ -8,7 +8,8 @@ crash, a rebalance or a late update safe:
 - immutable fields keep the value of the earliest event that defines them;
 - other fields keep the value of the latest event that defines them (``null`` counts, ``{}`` does not);
 - input and output: the latest truthy value (records only carry truthy ones);
-- metadata: per top-level key, the latest value; two objects on one key deep-merge;
+- metadata: per top-level key, the objects set since the last non-object value, deep-merged in clock order
+  (exactly lodash ``merge`` folded in event order, including key order);
 - tags: the union, sorted when the row is built.
 """
 
@@ -35,7 +36,8 @@ class EntityState:
     entity_id: str
     created_at_ms: int
     fields: dict[str, tuple[SortKey, Any]] = field(default_factory=dict)
-    metadata: dict[str, tuple[SortKey, Any]] = field(default_factory=dict)
+    # Per top-level key: (clock, value) entries since the latest non-object value, in clock order.
+    metadata: dict[str, list[tuple[SortKey, Any]]] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
 
     @property
@@ -83,27 +85,27 @@ def apply_record(state: EntityState, record: EventRecord) -> bool:
     return changed
 
 
-def _apply_metadata(metadata: dict[str, tuple[SortKey, Any]], incoming: dict[str, Any], clock: SortKey) -> bool:
+def _apply_metadata(metadata: dict[str, list[tuple[SortKey, Any]]], incoming: dict[str, Any], clock: SortKey) -> bool:
     changed = False
     for key, value in incoming.items():
-        if value is None and key not in metadata:
+        entries = metadata.setdefault(key, [])
+        if any(entry_clock == clock for entry_clock, _ in entries):
             continue
-        current = metadata.get(key)
-        if current is None:
-            metadata[key] = (clock, value)
-            changed = True
-            continue
-        old_clock, old_value = current
-        if old_clock == clock:
-            continue
-        if isinstance(old_value, dict) and isinstance(value, dict):
-            older, newer = (old_value, value) if old_clock < clock else (value, old_value)
-            metadata[key] = (max(old_clock, clock), deep_merge(older, newer))
-            changed = True
-        elif clock > old_clock:
-            metadata[key] = (clock, value)
-            changed = True
+        entries.append((clock, value))
+        entries.sort(key=lambda entry: entry[0])
+        # Values before the latest non-object can no longer influence the merge.
+        last_plain = max((i for i, (_, v) in enumerate(entries) if not isinstance(v, dict)), default=0)
+        del entries[:last_plain]
+        changed = True
     return changed
+
+
+def metadata_value(entries: list[tuple[SortKey, Any]]) -> Any:
+    """The merged value of one top-level metadata key."""
+    value = entries[0][1]
+    for _, newer in entries[1:]:
+        value = deep_merge(value, newer) if isinstance(value, dict) else newer
+    return value
 
 
 def new_state(record: EventRecord, now_ms: int) -> EntityState:
@@ -113,7 +115,7 @@ def new_state(record: EventRecord, now_ms: int) -> EntityState:
 def clocks_of(state: EntityState) -> dict[str, list[Any]]:
     """The clocks to persist beside the row (``metadata.<key>`` for metadata keys)."""
     clocks: dict[str, list[Any]] = {name: list(slot[0]) for name, slot in state.fields.items()}
-    clocks.update({f"metadata.{key}": list(slot[0]) for key, slot in state.metadata.items()})
+    clocks.update({f"metadata.{key}": list(entries[-1][0]) for key, entries in state.metadata.items()})
     return clocks
 
 
@@ -130,7 +132,7 @@ def state_from_row(
         if name in row and (name in clocks or row[name] is not None):
             state.fields[name] = (_clock(clocks.get(name)), row[name])
     for key, value in (row.get("metadata") or {}).items():
-        state.metadata[key] = (_clock(clocks.get(f"metadata.{key}")), value)
+        state.metadata[key] = [(_clock(clocks.get(f"metadata.{key}")), value)]
     state.tags.update(row.get("tags") or ())
     return state
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.transforms.enrich import enrich_observation
-from pipeline.transforms.merge import EntityState
+from pipeline.transforms.merge import EntityState, metadata_value
 from pipeline.transforms.normalize import stringify
 from pipeline.transforms.pricing import ModelTable
 
@@ -79,7 +79,7 @@ def _common(state: EntityState, now_ms: int) -> dict[str, Any]:
         "id": state.entity_id,
         "project_id": state.project_id,
         "environment": state.value("environment", "default"),
-        "metadata": {key: stringify(slot[1]) for key, slot in state.metadata.items() if slot[1] is not None},
+        "metadata": {key: stringify(metadata_value(entries)) for key, entries in state.metadata.items()},
         "created_at": state.created_at_ms,
         "updated_at": now_ms,
         "event_ts": now_ms,

@@ -171,3 +171,32 @@ def test_any_order_duplication_and_batching_gives_the_reference_row(events, data
     assert row["name"] == (expected.get("name") or "")  # a null name is stored as ''
     for column in ("output", "start_time", "metadata", "type", "trace_id"):
         assert row[column] == expected.get(column), column
+
+
+@st.composite
+def trace_histories(draw: Any) -> list[dict[str, Any]]:
+    events = []
+    for index in range(draw(st.integers(min_value=1, max_value=6))):
+        body: dict[str, Any] = {"id": "t"}
+        if draw(st.booleans()):
+            body["userId"] = draw(st.sampled_from(["u1", "u2", None]))
+        if draw(st.booleans()):
+            body["tags"] = draw(st.lists(st.sampled_from(["a", "b", "c"]), max_size=2))
+        if draw(st.booleans()):
+            body["metadata"] = {"req": {draw(st.sampled_from(["x", "y"])): draw(st.integers(0, 2))}}
+        if draw(st.booleans()):
+            body["input"] = draw(st.sampled_from(["q1", "q2", 0, {"k": [1]}]))
+        second = draw(st.integers(min_value=0, max_value=3))
+        events.append(envelope("trace-create", body, ts=f"2024-01-01T00:00:0{second}.000Z", event_id=f"ev{index}"))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=trace_histories(), data=st.data())
+def test_any_order_of_trace_events_gives_the_reference_row(events, data):
+    expected = reference_rows(events)[("trace", "p1", "t")]
+    order = data.draw(st.permutations(list(range(len(events)))))
+    duplicated = order + data.draw(st.lists(st.sampled_from(order), max_size=3))
+    row = trace(events, order=duplicated, batches=data.draw(st.integers(min_value=1, max_value=3)))
+    for column in ("user_id", "tags", "metadata", "input"):
+        assert row[column] == expected.get(column), column
