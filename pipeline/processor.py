@@ -116,7 +116,7 @@ class Processor:
         batch_ids: set[tuple[str, str]] = set()
         for record in records:
             try:
-                outcome = parse_event(record.value, self.max_event_bytes, record.offset)
+                outcome = parse_event(record.value, self.max_event_bytes)
                 if outcome is None:
                     out.counts["sdk_log"] += 1
                     out.archived.append(record)

@@ -1,7 +1,8 @@
 """An independent reference merge: Langfuse's sequential fold, written from the study, not from pipeline code.
 
-Events of each entity are sorted by (envelope timestamp, create before update, arrival) and folded one by
-one, exactly as Langfuse's ``mergeRecords`` does. Only the fields the generated streams use are covered.
+Events of each entity are sorted by (envelope timestamp, create before update, event id) and folded one by
+one, as Langfuse's ``mergeRecords`` does (Langfuse breaks the last tie by arrival; the pipeline by event id, so
+that a producer retry can never change a row). Only the fields the generated streams use are covered.
 Prices come straight from the public Langfuse price list in ../shared/reference, not from our model table.
 """
 
@@ -121,8 +122,8 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def reference_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Final rows by (entity, project, id) for valid, deduplicated events in arrival order."""
     seen: set[tuple[str, str]] = set()
-    grouped: dict[tuple[str, str, str], list[tuple[tuple[int, int, int], dict[str, Any]]]] = {}
-    for arrival, event in enumerate(events):
+    grouped: dict[tuple[str, str, str], list[tuple[tuple[int, int, str], dict[str, Any]]]] = {}
+    for event in events:
         if (event["project_id"], event["id"]) in seen:
             continue
         seen.add((event["project_id"], event["id"]))
@@ -130,7 +131,7 @@ def reference_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], d
         entity_id = event["body"].get("id") or event["id"]
         rank = 1 if event["type"] in UPDATES else 0
         grouped.setdefault((entity, event["project_id"], entity_id), []).append(
-            ((_ms(event["timestamp"]), rank, arrival), event)
+            ((_ms(event["timestamp"]), rank, event["id"]), event)
         )
     rows = {}
     for key, items in grouped.items():

@@ -26,7 +26,7 @@ IMMUTABLE_FIELDS: dict[str, frozenset[str]] = {
     "score": frozenset({"timestamp", "trace_id", "environment"}),
 }
 # A clock older than any event: values read from a row that has no stored clocks.
-STORED_CLOCK: SortKey = (-(2**62), 0, 0, "")
+STORED_CLOCK: SortKey = (-(2**62), 0, "")
 
 
 @dataclass(slots=True)
@@ -75,8 +75,10 @@ def apply_record(state: EntityState, record: EventRecord) -> bool:
             fields[name] = (clock, value)
             changed = True
         elif (clock < current[0]) if name in immutable else (clock > current[0]):
-            changed |= current[1] != value
+            # A newer clock must be persisted even when the value is equal, or a reload would let an event
+            # that sorts between the two win.
             fields[name] = (clock, value)
+            changed = True
     if record.metadata:
         changed |= _apply_metadata(state.metadata, record.metadata, clock)
     if record.tags and not state.tags.issuperset(record.tags):
@@ -138,4 +140,4 @@ def state_from_row(
 
 
 def _clock(raw: list[Any] | None) -> SortKey:
-    return STORED_CLOCK if raw is None else (int(raw[0]), int(raw[1]), int(raw[2]), str(raw[3]))
+    return STORED_CLOCK if raw is None else (int(raw[0]), int(raw[1]), str(raw[2]))

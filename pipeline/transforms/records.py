@@ -42,7 +42,7 @@ OBSERVATION_TYPE_BY_EVENT = {
     "guardrail": "GUARDRAIL",
 }
 
-SortKey = tuple[int, int, int, str]
+SortKey = tuple[int, int, str]
 
 
 class InvalidEvent(ValueError):
@@ -61,8 +61,10 @@ class EventRecord:
 
 
 def sort_key(event: IngestionEvent) -> SortKey:
-    """Envelope time, then creates before updates, then stream position, then event id (a total order)."""
-    return (event.timestamp_ms, 1 if event.is_update else 0, event.sequence, event.event_id)
+    """Envelope time, then creates before updates, then the event id: a total order that is a property of the
+    event alone, so a producer retry at another offset sorts exactly like the original (Langfuse breaks such
+    ties by arrival order instead)."""
+    return (event.timestamp_ms, 1 if event.is_update else 0, event.event_id)
 
 
 ScoreConfigLookup = Callable[[str, str], "ScoreConfig | None"]

@@ -161,9 +161,6 @@ class IngestionEvent:
     entity_id: str
     body: msgspec.Struct
     is_update: bool
-    # Position in the source stream (the Kafka offset): breaks timestamp ties in arrival order, as
-    # Langfuse's stable sort does, while staying fixed across redeliveries.
-    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +189,7 @@ def check_id(value: str, what: str) -> str | None:
     return None
 
 
-def parse_event(raw: bytes, max_bytes: int, sequence: int = 0) -> IngestionEvent | Rejected | None:
+def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     """One Kafka message value to an event. ``None`` means a valid message that stores nothing (sdk-log)."""
     if len(raw) > max_bytes:
         return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
@@ -228,7 +225,6 @@ def parse_event(raw: bytes, max_bytes: int, sequence: int = 0) -> IngestionEvent
         entity_id=body.id,  # type: ignore[attr-defined]
         body=body,
         is_update=envelope.type in UPDATE_TYPES,
-        sequence=sequence,
     )
 
 

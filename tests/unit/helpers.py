@@ -22,13 +22,13 @@ def envelope(
     return {"id": event_id, "timestamp": ts, "type": kind, "project_id": project, "body": body}
 
 
-def parse(document: dict[str, Any] | bytes, sequence: int = 0) -> Any:
+def parse(document: dict[str, Any] | bytes) -> Any:
     raw = document if isinstance(document, bytes) else orjson.dumps(document)
-    return parse_event(raw, 5_000_000, sequence)
+    return parse_event(raw, 5_000_000)
 
 
-def record(document: dict[str, Any], sequence: int = 0) -> EventRecord:
-    event = parse(document, sequence)
+def record(document: dict[str, Any]) -> EventRecord:
+    event = parse(document)
     assert isinstance(event, IngestionEvent), event
     return to_record(event)
 

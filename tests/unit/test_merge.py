@@ -200,3 +200,17 @@ def test_any_order_of_trace_events_gives_the_reference_row(events, data):
     row = trace(events, order=duplicated, batches=data.draw(st.integers(min_value=1, max_value=3)))
     for column in ("user_id", "tags", "metadata", "input"):
         assert row[column] == expected.get(column), column
+
+
+def test_an_equal_value_with_a_newer_clock_is_persisted():
+    first = envelope("trace-create", {"id": "t", "name": "a"}, ts="2024-01-01T00:00:01.000Z", event_id="e1")
+    third = envelope("trace-create", {"id": "t", "name": "a"}, ts="2024-01-01T00:00:03.000Z", event_id="e3")
+    middle = envelope("trace-create", {"id": "t", "name": "b"}, ts="2024-01-01T00:00:02.000Z", event_id="e2")
+    # Every event on a fresh worker: the middle event must lose against the persisted newer clock.
+    assert through_storage([first, third, middle])["name"] == "a"
+
+
+def test_a_producer_retry_after_dedup_memory_is_lost_changes_nothing():
+    a = envelope("trace-create", {"id": "t", "name": "A"}, ts=T0, event_id="ev-a")
+    b = envelope("trace-create", {"id": "t", "name": "B"}, ts=T0, event_id="ev-b")
+    assert through_storage([a, b, a])["name"] == through_storage([a, b])["name"]
