@@ -16,7 +16,13 @@ from pipeline.recordfile import Record
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.merge import EntityState, apply_record, clocks_of, new_state, state_from_row
 from pipeline.transforms.records import EventRecord, InvalidEvent, to_record
-from pipeline.transforms.rows import RECORD_FIELDS, TABLE_BY_ENTITY, build_row, stored_row_to_record_form
+from pipeline.transforms.rows import (
+    RECORD_FIELDS,
+    SORT_KEY_COLUMNS,
+    TABLE_BY_ENTITY,
+    rows_for,
+    stored_row_to_record_form,
+)
 from pipeline.transforms.validate import IngestionEvent, Rejected, parse_event
 
 log = logging.getLogger(__name__)
@@ -145,9 +151,10 @@ class Processor:
         for key in missing:
             if key in stored:
                 row, clocks = stored[key]
-                self.states.put(
-                    state_from_row(key[0], stored_row_to_record_form(key[0], row), clocks, RECORD_FIELDS[key[0]])
-                )
+                stored_form = stored_row_to_record_form(key[0], row)
+                state = state_from_row(key[0], stored_form, clocks, RECORD_FIELDS[key[0]])
+                state.written_sort_key = {name: stored_form[name] for name in SORT_KEY_COLUMNS[key[0]]}
+                self.states.put(state)
         for event, event_record in parsed:
             key = (event_record.entity, event_record.project_id, event_record.entity_id)
             state = self.states.get(key)
@@ -161,7 +168,7 @@ class Processor:
 
         models = self.catalog.model_table
         for key, state in touched.items():
-            out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).append(build_row(state, now_ms, models))
+            out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).extend(rows_for(state, now_ms, models))
             out.clocks.append((state.entity, state.project_id, state.entity_id, clocks_of(state)))
         out.counts["dead_lettered"] = len(out.dead_letters)
         return out

@@ -39,6 +39,8 @@ class EntityState:
     # Per top-level key: (clock, value) entries since the latest non-object value, in clock order.
     metadata: dict[str, list[tuple[SortKey, Any]]] = field(default_factory=dict)
     tags: set[str] = field(default_factory=set)
+    # The sort-key columns of the row last written for this entity (see rows.sort_key_columns).
+    written_sort_key: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

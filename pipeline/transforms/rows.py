@@ -184,6 +184,31 @@ def score_row(state: EntityState, now_ms: int) -> dict[str, Any]:
     }
 
 
+# Columns whose UTC date (or value) is part of each table's ORDER BY, besides project_id and id.
+SORT_KEY_COLUMNS = {"trace": ("timestamp",), "observation": ("type", "start_time"), "score": ("timestamp",)}
+DAY_MS = 86_400_000
+
+
+def _sort_identity(entity: str, columns: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        value // DAY_MS if name != "type" and value is not None else value
+        for name in SORT_KEY_COLUMNS[entity]
+        for value in [columns.get(name)]
+    )
+
+
+def rows_for(state: EntityState, now_ms: int, models: ModelTable) -> list[dict[str, Any]]:
+    """The entity's new row, preceded by a deletion of its previous row when a late event with an earlier
+    timestamp moved it to another sort key (otherwise FINAL would show both)."""
+    row = build_row(state, now_ms, models)
+    current = {name: row[name] for name in SORT_KEY_COLUMNS[state.entity]}
+    previous = state.written_sort_key
+    state.written_sort_key = current
+    if previous is None or _sort_identity(state.entity, previous) == _sort_identity(state.entity, current):
+        return [row]
+    return [{**row, **previous, "is_deleted": 1}, row]
+
+
 def build_row(state: EntityState, now_ms: int, models: ModelTable) -> dict[str, Any]:
     if state.entity == "observation":
         return observation_row(state, now_ms, models)

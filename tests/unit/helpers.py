@@ -68,7 +68,7 @@ def through_storage(events: list[dict[str, Any]]) -> dict[str, Any]:
             1_700_000_000_000 + offset * 1000,  # a later clock on every pass
         )
         for table_rows in out.rows.values():
-            row = table_rows[0]
+            row = table_rows[-1]
         for entity, project, entity_id, clocks in out.clocks:
             stored[(entity, project, entity_id)] = (as_stored(row), clocks)
     return row

@@ -8,8 +8,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.processor import Processor
+from pipeline.recordfile import Record
 from tests.reference import reference_rows
-from tests.unit.helpers import envelope, merged, through_storage
+from tests.unit.helpers import CATALOG, envelope, merged, through_storage
 
 
 def trace(events: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
@@ -214,3 +216,15 @@ def test_a_producer_retry_after_dedup_memory_is_lost_changes_nothing():
     a = envelope("trace-create", {"id": "t", "name": "A"}, ts=T0, event_id="ev-a")
     b = envelope("trace-create", {"id": "t", "name": "B"}, ts=T0, event_id="ev-b")
     assert through_storage([a, b, a])["name"] == through_storage([a, b])["name"]
+
+
+def test_a_late_earlier_event_that_moves_the_sort_key_deletes_the_old_row():
+    later = envelope("trace-create", {"id": "t", "name": "n"}, ts="2024-01-02T00:00:00.000Z", event_id="b")
+    earlier = envelope("trace-create", {"id": "t"}, ts="2024-01-01T23:00:00.000Z", event_id="a")
+    processor = Processor(CATALOG, 5_000_000, 100, 100)
+    processor.process([Record(value=orjson.dumps(later))], lambda keys: {}, 0)
+    out = processor.process([Record(value=orjson.dumps(earlier))], lambda keys: {}, 0)
+    deleted, current = out.rows["traces"]
+    # The old row (2 January) is deleted under its own sort key; the new one lives on 1 January.
+    assert (deleted["timestamp"], deleted["is_deleted"]) == (1704153600000, 1)
+    assert (current["timestamp"], current["is_deleted"], current["name"]) == (1704150000000, 0, "n")

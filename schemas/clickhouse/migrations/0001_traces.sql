@@ -1,5 +1,6 @@
--- Traces, with Langfuse v3's column names and types. The sort key holds only fields the merge never
--- changes (project_id, id and the immutable timestamp), so every version of a trace collapses into one row.
+-- Traces, with Langfuse v3's column names and types. The sort key holds only project_id, id and the immutable
+-- timestamp; when a late event with an earlier timestamp moves a trace to another day, the worker deletes
+-- the old row (is_deleted = 1), so FINAL always shows one row per trace.
 CREATE TABLE IF NOT EXISTS traces
 (
     id String,

@@ -1,5 +1,6 @@
 -- Observations, with Langfuse v3's column names and types (including 0031's pricing tier and 0033's tool
--- columns). `type` and `start_time` are immutable in the merge, so the sort key never splits an entity.
+-- columns). `type` and `start_time` are immutable in the merge (earliest event wins); if a late event moves
+-- them, the worker deletes the row under the old key, so the sort key never leaves two rows for one entity.
 CREATE TABLE IF NOT EXISTS observations
 (
     id String,
