@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from pipeline.transforms.normalize import capped_sum
 from pipeline.transforms.pricing import Costs, ModelTable, computed_costs, provided_costs
 from pipeline.transforms.tokenize import count_tokens
 
@@ -19,14 +20,11 @@ class Enrichment:
     pricing_tier_name: str | None
 
 
-NO_ENRICHMENT = Enrichment({}, {}, None, None, None, None)
-
-
 def usage_with_total(provided: dict[str, int]) -> dict[str, int]:
     """When usage is given without a total, the total is the sum of every key (cache buckets included)."""
     if not provided or "total" in provided:
         return dict(provided)
-    return {**provided, "total": sum(provided.values())}
+    return {**provided, "total": capped_sum(provided.values())}
 
 
 TOKENIZED_TYPES = frozenset({"GENERATION", "EMBEDDING"})
@@ -40,7 +38,7 @@ def tokenized_usage(tokenizer: dict | None, input_text: str | None, output_text:
         if (count := count_tokens(tokenizer, text)) is not None
     }
     if usage:
-        usage["total"] = sum(usage.values())
+        usage["total"] = capped_sum(usage.values())
     return usage
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+# Usage maps are Map(..., UInt64) in ClickHouse: larger counts are invalid numbers and dropped like negatives.
+UINT64_MAX = 2**64 - 1
 _ENVIRONMENT_PREFIX = re.compile(r"^langfuse[-_]?")
 _ENVIRONMENT_VALID = re.compile(r"^[a-z0-9\-_]+$")
 _OPENAI_COMPLETION_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
@@ -42,19 +44,18 @@ def metadata_record(value: Any) -> dict[str, Any] | None:
 
 
 def _non_negative_int(value: Any) -> int | None:
+    number: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and value >= 0 else None
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
         # parseInt semantics: leading digits count, so "12abc" is 12.
-        match = re.match(r"^\s*([+-]?\d+)", value)
-        if match:
-            number = int(match.group(1))
-            return number if number >= 0 else None
-    return None
+        match = re.match(r"^\s*([+-]?[0-9]+)", value)
+        number = int(match.group(1)) if match else None
+    return number if number is not None and 0 <= number <= UINT64_MAX else None
 
 
 def _openai_details(usage: dict[str, Any], base_key: str, details_key: str, prefix: str) -> dict[str, int]:
@@ -90,15 +91,20 @@ def usage_details(value: Any) -> dict[str, int] | None:
     else:
         out = {}
         for key, raw in value.items():
-            count = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
-            if isinstance(raw, str) and raw.strip().isdigit():
-                count = int(raw)
+            # Raw records keep non-negative integers and numeric strings; floats and the rest are dropped.
+            numeric = isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit())
+            count = _non_negative_int(raw) if numeric else None
             if count is not None:
                 out[str(key)] = count
         total = None
     if total is not None:
         out["total"] = total
     return out or None
+
+
+def capped_sum(counts: Any) -> int:
+    """A total that still fits UInt64."""
+    return min(sum(counts), UINT64_MAX)
 
 
 def legacy_usage(value: Any) -> tuple[dict[str, int], dict[str, float]]:
@@ -138,7 +144,7 @@ def provided_usage_and_cost(
     units = dict(legacy_units)
     if "total" not in units and not detail_units:
         if "input" in units and "output" in units:
-            units["total"] = units["input"] + units["output"]
+            units["total"] = capped_sum((units["input"], units["output"]))
         elif "input" in units or "output" in units:
             units["total"] = units.get("input", units.get("output", 0))
     if detail_units:

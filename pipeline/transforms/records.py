@@ -131,13 +131,13 @@ def _io(fields: dict[str, Any], body: TraceBody | ObservationBody) -> None:
             fields[name] = stringify(value)
 
 
-def _ms(value: str | msgspec.UnsetType | None) -> int | None:
-    return parse_timestamp_ms(value) if isinstance(value, str) else None
+def _ms(value: str | msgspec.UnsetType | None, default: int | None = None) -> int | None:
+    return parse_timestamp_ms(value) if isinstance(value, str) else default
 
 
 def _trace_fields(event: IngestionEvent, body: TraceBody) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "timestamp": _ms(body.timestamp) or event.timestamp_ms,
+        "timestamp": _ms(body.timestamp, event.timestamp_ms),
         "environment": normalize_environment(body.environment if given(body.environment) else None),
     }
     _copy(
@@ -163,7 +163,7 @@ def _observation_type(event: IngestionEvent, body: ObservationBody) -> str:
 def _observation_fields(event: IngestionEvent, body: ObservationBody) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "type": _observation_type(event, body),
-        "start_time": _ms(body.startTime) or event.timestamp_ms,
+        "start_time": _ms(body.startTime, event.timestamp_ms),
         "environment": normalize_environment(body.environment if given(body.environment) else None),
     }
     if given(body.traceId):
@@ -206,7 +206,7 @@ def _score_fields(event: IngestionEvent, body: ScoreBody, config: ScoreConfig | 
     if config is not None:
         value, string_value = _check_against_config(config, data_type, value, string_value, body.value)
     fields: dict[str, Any] = {
-        "timestamp": _ms(body.timestamp) or event.timestamp_ms,
+        "timestamp": event.timestamp_ms,  # Langfuse stamps scores with the envelope time
         "environment": normalize_environment(body.environment if given(body.environment) else None),
         "name": body.name,
         "value": value,

@@ -12,7 +12,7 @@ from typing import Any
 from pipeline.transforms.enrich import enrich_observation
 from pipeline.transforms.merge import EntityState, metadata_value
 from pipeline.transforms.normalize import stringify
-from pipeline.transforms.pricing import ModelTable
+from pipeline.transforms.pricing import ModelTable, clamp_decimal
 
 TABLE_BY_ENTITY = {"trace": "traces", "observation": "observations", "score": "scores"}
 
@@ -143,7 +143,7 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
         "model_parameters": value("model_parameters"),
         "provided_usage_details": provided_usage,
         "usage_details": enrichment.usage_details,
-        "provided_cost_details": {key: Decimal(str(cost)) for key, cost in provided_cost.items()},
+        "provided_cost_details": {key: clamp_decimal(Decimal(str(cost))) for key, cost in provided_cost.items()},
         "cost_details": enrichment.cost_details,
         "total_cost": enrichment.total_cost,
         "completion_start_time": value("completion_start_time"),

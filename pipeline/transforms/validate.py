@@ -116,7 +116,7 @@ class ObservationBody(msgspec.Struct, omit_defaults=True):
     usageDetails: dict[str, Json] | Unset | None = msgspec.UNSET
     costDetails: dict[str, Json] | Unset | None = msgspec.UNSET
     promptName: str | msgspec.UnsetType | None = msgspec.UNSET
-    promptVersion: int | msgspec.UnsetType | None = msgspec.UNSET
+    promptVersion: Annotated[int, msgspec.Meta(ge=0, le=65535)] | Unset | None = msgspec.UNSET
 
 
 class ScoreBody(msgspec.Struct, omit_defaults=True):
@@ -170,13 +170,21 @@ class Rejected:
     project_id: str | None = None
 
 
+# ClickHouse DateTime64(3) holds 1900-01-01 to 2299-12-31 (UTC); anything outside would fail every insert.
+EARLIEST_MS = -2_208_988_800_000
+LATEST_MS = 10_413_791_999_999
+
+
 @lru_cache(maxsize=65536)
 def parse_timestamp_ms(value: str) -> int:
     """ISO 8601 with an offset (or Z) to epoch milliseconds; ValueError otherwise."""
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp {value!r} has no UTC offset")
-    return int(parsed.timestamp() * 1000)
+    ms = int(parsed.timestamp() * 1000)
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise ValueError(f"timestamp {value!r} is outside 1900-01-01..2299-12-31 UTC")
+    return ms
 
 
 def check_id(value: str, what: str) -> str | None:
@@ -259,6 +267,10 @@ def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
     problem = check_id(body_id, "body.id")
     if problem:
         return problem
+    if isinstance(body, ObservationBody) and given(body.traceId):
+        problem = check_id(body.traceId, "body.traceId")
+        if problem:
+            return problem
     if isinstance(body, TraceBody) and given(body.name) and len(body.name) > MAX_TRACE_NAME_LENGTH:
         return f"trace name is longer than {MAX_TRACE_NAME_LENGTH} characters"
     if isinstance(body, ObservationBody):

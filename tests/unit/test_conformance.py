@@ -265,3 +265,23 @@ def test_sdk_trace_create_does_not_reset_public_unlike_langfuse():
     later = envelope("trace-create", {"id": "t", "name": "renamed"}, ts=T1, event_id="b")
     row = next(iter(merged([first, later]).values()))
     assert row["public"] is True and row["name"] == "renamed"
+
+
+def test_usage_beyond_uint64_and_unicode_digits_are_dropped_and_huge_costs_clamped():
+    event = envelope(
+        "generation-create",
+        {
+            "id": "g",
+            "usageDetails": {"input": "99999999999999999999999", "output": "²", "cached": 5},
+            "costDetails": {"input": 1e300},
+        },
+    )
+    row = _observation(merged([event]))
+    assert row["provided_usage_details"] == {"cached": 5}
+    assert row["provided_cost_details"] == {"input": Decimal("999999.999999999999")}
+    assert row["total_cost"] == Decimal("999999.999999999999")
+
+
+def test_epoch_zero_start_time_is_a_time_not_a_missing_value():
+    row = _observation(merged([envelope("span-create", {"id": "s", "startTime": "1970-01-01T00:00:00Z"})]))
+    assert row["start_time"] == 0

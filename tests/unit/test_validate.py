@@ -70,3 +70,18 @@ def test_ids_with_special_characters_round_trip(special):
     event = parse(envelope("trace-create", {"id": body_id}, event_id=f"ev{special}"))
     assert isinstance(event, IngestionEvent)
     assert (event.entity_id, event.event_id) == (body_id, f"ev{special}")
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "reason"),
+    [
+        ("generation-create", {"id": "g", "promptName": "p", "promptVersion": 70000}, "65535"),
+        ("generation-create", {"id": "g", "promptName": "p", "promptVersion": -1}, ">= 0"),
+        ("span-create", {"id": "s", "traceId": "t\r1"}, "carriage return"),
+        ("span-create", {"id": "s", "startTime": "9999-12-31T23:59:59-14:00"}, "outside 1900-01-01..2299-12-31"),
+        ("span-create", {"id": "s", "startTime": "0001-01-01T00:00:00+01:00"}, "outside"),
+    ],
+)
+def test_values_clickhouse_cannot_store_are_rejected_not_retried_forever(kind, body, reason):
+    outcome = parse(envelope(kind, body))
+    assert isinstance(outcome, Rejected) and reason in outcome.reason
