@@ -86,7 +86,9 @@ def build_worker(settings: Settings) -> faust.App:
     app = make_app(settings, endpoints.kafka_bootstrap, web_port)
     source = ingestion_topic(app, settings)
     dead_letter_topic = settings.topic("ingestion-deadletter")
-    clickhouse = ClickHouseSink(connect(endpoints.clickhouse_url, "worker", web_port, wait_seconds=30))
+    clickhouse = ClickHouseSink(
+        connect(endpoints.clickhouse_url, "worker", web_port, wait_seconds=30), settings.retry_max_seconds
+    )
     require_migrated(clickhouse.client)
     archive = ArchiveSink(
         open_store(
@@ -145,7 +147,12 @@ def build_worker(settings: Settings) -> faust.App:
 
     @app.task
     async def read_config() -> None:
-        await config_feed.start()
+        try:
+            await config_feed.start()
+        except Exception as exc:
+            log.critical("cannot read the config topic: %s", exc)
+            await app.crash(exc)
+            return
         catalog_ready.set()
 
     @app.agent(source, concurrency=1)
@@ -157,7 +164,8 @@ def build_worker(settings: Settings) -> faust.App:
                 stats.busy = True
                 stats.first_batch_at = stats.first_batch_at or time.monotonic()
                 records = [to_record(event) for event in events]
-                out = await clickhouse.run(processor.process, records, clickhouse.read_states, int(time.time() * 1000))
+                now_ms = int(time.time() * 1000)
+                out = await clickhouse.run(processor.process, records, clickhouse.read_states_patiently, now_ms)
                 await make_durable(out)
                 processor.mark_durable(out)
                 for event in events:
@@ -171,6 +179,7 @@ def build_worker(settings: Settings) -> faust.App:
             log.critical("batch processing failed; stopping the worker", exc_info=True)
             await app.crash(exc)
         finally:
+            clickhouse.stopping.set()
             summary_path.write_bytes(orjson.dumps(stats.summary()))
             await archive.store.close()
             await config_feed.stop()
@@ -188,7 +197,7 @@ def build_worker(settings: Settings) -> faust.App:
     async def on_revoked(app: faust.App, revoked: Any, **_: Any) -> None:
         # Another worker may now change these entities; re-read them from ClickHouse when they return.
         if revoked:
-            processor.forget()
+            await clickhouse.run(processor.forget)  # on the thread that runs batches, never mid-batch
 
     if settings.exit_when_idle is not None:
         idle_seconds = settings.exit_when_idle

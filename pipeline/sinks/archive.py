@@ -1,8 +1,9 @@
 """The raw archive: each processed batch becomes one record file in a local folder or an S3 bucket.
 
-Object names are derived from the batch's offset ranges, so re-archiving the same batch after a crash
-overwrites the same object. Batches cut differently after a restart can hold a record twice; every record
-carries topic, partition and offset, so readers drop repeats (``load`` does).
+Object names are derived from the hour of writing and the batch's offset ranges, so re-archiving the same
+batch in the same hour overwrites the same object. A batch re-archived later, or cut differently after a
+restart, can repeat records of an earlier object; every record carries topic, partition and offset, so
+readers drop repeats.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,9 +23,11 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline import metrics
 from pipeline.transforms.rows import DATETIME_COLUMNS, RECORD_FIELDS, TABLE_BY_ENTITY
 
 LOCK_NAME = ".lfpipe-owner.json"
+log = logging.getLogger("lfpipe.clickhouse")
 
 
 class ChdbBusy(RuntimeError):
@@ -71,12 +75,6 @@ def connect(url: str, role: str, web_port: int | None = None, wait_seconds: floa
     return clickhouse_connect.get_client(dsn=url)
 
 
-def advertise_web_port(url: str, role: str, web_port: int) -> None:
-    folder = _chdb_folder(url)
-    if folder is not None:
-        (folder / LOCK_NAME).write_bytes(orjson.dumps({"pid": os.getpid(), "role": role, "web_port": web_port}))
-
-
 _held_locks: list[Any] = []
 
 
@@ -87,8 +85,10 @@ def _to_datetime(ms: int | None) -> datetime | None:
 class ClickHouseSink:
     """Batched inserts and batched reads of stored rows, on one thread (chDB is synchronous)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, retry_max_seconds: float = 30.0) -> None:
         self.client = client
+        self.retry_max_seconds = retry_max_seconds
+        self.stopping = threading.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._columns: dict[str, list[str]] = {}
 
@@ -153,6 +153,25 @@ class ClickHouseSink:
                 found[(entity, project, row["id"])] = (row, orjson.loads(raw) if raw else {})
         return found
 
+    def read_states_patiently(
+        self, keys: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]]:
+        """``read_states``, retried with back-off while ClickHouse is unreachable (backpressure, no crash);
+        gives up only when the worker is stopping, leaving the batch un-acked."""
+        keys = list(keys)
+        delay = 0.2
+        while True:
+            try:
+                return self.read_states(keys)
+            except Exception as exc:
+                if self.stopping.is_set():
+                    raise
+                metrics.SINK_ERRORS.labels("clickhouse-read").inc()
+                log.warning("reading stored rows failed (%s); retrying in %.1fs", exc, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, self.retry_max_seconds)
+
     def close(self) -> None:
+        self.stopping.set()
         self._thread.shutdown(wait=True)
         self.client.close()

@@ -51,18 +51,16 @@ class ConfigFeed:
 
     async def _run(self, ends: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
-        pending = {tp for tp, end in ends.items() if end > 0}
-        if not pending:
-            self.caught_up.set()
         while True:
             batch = await self._consumer.getmany(timeout_ms=1000)
-            for tp, messages in batch.items():
+            for messages in batch.values():
                 for message in messages:
                     self._apply(message.key, message.value)
-                    if tp in pending and message.offset + 1 >= ends[tp]:
-                        pending.discard(tp)
-            if not pending:
-                self.caught_up.set()
+            if not self.caught_up.is_set():
+                # Positions, not message offsets: compaction may have removed the last offsets.
+                positions = [await self._consumer.position(tp) for tp in ends]
+                if all(position >= ends[tp] for position, tp in zip(positions, ends, strict=True)):
+                    self.caught_up.set()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         try:

@@ -46,11 +46,14 @@ class Catalog:
 
     @property
     def model_table(self) -> ModelTable:
-        if self._table is None:
+        table = self._table
+        if table is None:
             # A project or global model with the same id as a default replaces it.
-            overridden = {model.id for model in self.models.values()}
-            self._table = ModelTable([m for m in self.defaults if m.id not in overridden] + list(self.models.values()))
-        return self._table
+            models = self.models
+            overridden = {model.id for model in models.values()}
+            table = ModelTable([m for m in self.defaults if m.id not in overridden] + list(models.values()))
+            self._table = table
+        return table
 
     def apply(self, key: str, value: dict[str, Any] | None) -> None:
         """One record of the config topic; raises ValueError for a key or value it cannot use."""
@@ -58,19 +61,19 @@ class Catalog:
         scope, _, item_id = rest.partition("/")
         if not scope or not item_id:
             raise ValueError(f"config key {key!r} is not <kind>/<project>/<id>")
+        # Copy on write: batches read the catalog on another thread while the feed applies changes.
         if kind == "model":
-            self._table = None
-            if value is None:
-                self.models.pop(key, None)
-            else:
+            models = {k: m for k, m in self.models.items() if k != key}
+            if value is not None:
                 project = None if scope == GLOBAL_SCOPE else scope
-                self.models[key] = model_from_dict({**value, "id": item_id, "project_id": project})
+                models[key] = model_from_dict({**value, "id": item_id, "project_id": project})
+            self.models = models
+            self._table = None
         elif kind == "score-config":
-            if value is None:
-                self.score_configs.pop((scope, item_id), None)
-            else:
-                config = msgspec.convert({**value, "id": item_id, "project_id": scope}, ScoreConfig)
-                self.score_configs[(scope, item_id)] = config
+            configs = {k: c for k, c in self.score_configs.items() if k != (scope, item_id)}
+            if value is not None:
+                configs[(scope, item_id)] = msgspec.convert({**value, "id": item_id, "project_id": scope}, ScoreConfig)
+            self.score_configs = configs
         else:
             raise ValueError(f"unknown config kind {kind!r} in key {key!r}")
 

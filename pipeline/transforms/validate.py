@@ -166,8 +166,6 @@ class IngestionEvent:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
-    event_id: str | None = None
-    project_id: str | None = None
 
 
 # ClickHouse DateTime64(3) holds 1900-01-01 to 2299-12-31 (UTC); anything outside would fail every insert.
@@ -208,7 +206,7 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     try:
         envelope = msgspec.convert(document, Envelope)
     except msgspec.ValidationError as exc:
-        return Rejected(f"invalid envelope: {exc}", _peek(document, "id"), _peek(document, "project_id"))
+        return Rejected(f"invalid envelope: {exc}")
     rejected = _check_envelope(envelope)
     if rejected:
         return rejected
@@ -239,9 +237,9 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
 def _check_envelope(envelope: Envelope) -> Rejected | None:
     problem = check_id(envelope.id, "event id")
     if problem:
-        return Rejected(problem, None, envelope.project_id)
+        return Rejected(problem)
     if not PROJECT_ID.fullmatch(envelope.project_id):
-        return Rejected("project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -", envelope.id)
+        return Rejected("project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -")
     if envelope.type not in ENTITY_BY_TYPE:
         return _reject(envelope, f"unknown event type {envelope.type!r}")
     try:
@@ -311,9 +309,4 @@ def _check_score(body: ScoreBody) -> str | None:
 
 
 def _reject(envelope: Envelope, reason: str) -> Rejected:
-    return Rejected(reason, envelope.id, envelope.project_id)
-
-
-def _peek(document: Any, key: str) -> str | None:
-    value = document.get(key) if isinstance(document, dict) else None
-    return value if isinstance(value, str) else None
+    return Rejected(f"event {envelope.id!r}: {reason}")
