@@ -110,13 +110,22 @@ def _fields(entity: str, event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(a)
-    for key, value in b.items():
-        merged[key] = (
-            _deep_merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
-        )
-    return merged
+def _deep_merge(a: Any, b: Any) -> Any:
+    """lodash merge: plain objects by key, arrays by index, anything else replaced."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = _deep_merge(out[key], value) if key in out else value
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        out_list = list(a)
+        for index, value in enumerate(b):
+            if index < len(out_list):
+                out_list[index] = _deep_merge(out_list[index], value)
+            else:
+                out_list.append(value)
+        return out_list
+    return b
 
 
 def reference_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:

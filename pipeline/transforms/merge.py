@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pipeline.transforms.records import EventRecord, SortKey
 
 IMMUTABLE_FIELDS: dict[str, frozenset[str]] = {
@@ -51,16 +53,19 @@ class EntityState:
         return default if slot is None else slot[1]
 
 
-def deep_merge(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
-    """lodash ``merge``: nested objects merge key by key, anything else from ``newer`` wins."""
-    merged = dict(older)
-    for key, value in newer.items():
-        previous = merged.get(key)
-        if isinstance(previous, dict) and isinstance(value, dict):
-            merged[key] = deep_merge(previous, value)
-        else:
-            merged[key] = value
-    return merged
+def deep_merge(older: Any, newer: Any) -> Any:
+    """lodash ``merge``: objects merge key by key and arrays index by index; any other value from ``newer``
+    wins."""
+    if isinstance(older, dict) and isinstance(newer, dict):
+        merged = dict(older)
+        for key, value in newer.items():
+            merged[key] = deep_merge(merged[key], value) if key in merged else value
+        return merged
+    if isinstance(older, list) and isinstance(newer, list):
+        return [deep_merge(older[i], value) if i < len(older) else value for i, value in enumerate(newer)] + older[
+            len(newer) :
+        ]
+    return newer
 
 
 def apply_record(state: EntityState, record: EventRecord) -> bool:
@@ -97,8 +102,8 @@ def _apply_metadata(metadata: dict[str, list[tuple[SortKey, Any]]], incoming: di
             continue
         entries.append((clock, value))
         entries.sort(key=lambda entry: entry[0])
-        # Values before the latest non-object can no longer influence the merge.
-        last_plain = max((i for i, (_, v) in enumerate(entries) if not isinstance(v, dict)), default=0)
+        # Values before the latest plain (non-container) value can no longer influence the merge.
+        last_plain = max((i for i, (_, v) in enumerate(entries) if not isinstance(v, dict | list)), default=0)
         del entries[:last_plain]
         changed = True
     return changed
@@ -108,7 +113,7 @@ def metadata_value(entries: list[tuple[SortKey, Any]]) -> Any:
     """The merged value of one top-level metadata key."""
     value = entries[0][1]
     for _, newer in entries[1:]:
-        value = deep_merge(value, newer) if isinstance(value, dict) else newer
+        value = deep_merge(value, newer)
     return value
 
 
@@ -119,7 +124,10 @@ def new_state(record: EventRecord, now_ms: int) -> EntityState:
 def clocks_of(state: EntityState) -> dict[str, list[Any]]:
     """The clocks to persist beside the row (``metadata.<key>`` for metadata keys)."""
     clocks: dict[str, list[Any]] = {name: list(slot[0]) for name, slot in state.fields.items()}
-    clocks.update({f"metadata.{key}": list(entries[-1][0]) for key, entries in state.metadata.items()})
+    for key, entries in state.metadata.items():
+        # A fourth element marks an object value, so a reload can deep-merge into it again.
+        is_object = isinstance(metadata_value(entries), dict | list)
+        clocks[f"metadata.{key}"] = [*entries[-1][0], 1] if is_object else list(entries[-1][0])
     return clocks
 
 
@@ -136,7 +144,10 @@ def state_from_row(
         if name in row and (name in clocks or row[name] is not None):
             state.fields[name] = (_clock(clocks.get(name)), row[name])
     for key, value in (row.get("metadata") or {}).items():
-        state.metadata[key] = [(_clock(clocks.get(f"metadata.{key}")), value)]
+        clock = clocks.get(f"metadata.{key}")
+        if clock is not None and len(clock) > 3 and clock[3]:
+            value = orjson.loads(value)
+        state.metadata[key] = [(_clock(clock), value)]
     state.tags.update(row.get("tags") or ())
     return state
 

@@ -185,7 +185,8 @@ def trace_histories(draw: Any) -> list[dict[str, Any]]:
         if draw(st.booleans()):
             body["tags"] = draw(st.lists(st.sampled_from(["a", "b", "c"]), max_size=2))
         if draw(st.booleans()):
-            body["metadata"] = {"req": {draw(st.sampled_from(["x", "y"])): draw(st.integers(0, 2))}}
+            nested = {draw(st.sampled_from(["x", "y"])): draw(st.integers(0, 2))}
+            body["metadata"] = {"req": draw(st.sampled_from([nested, [1, 2], [3], "plain", nested]))}
         if draw(st.booleans()):
             body["input"] = draw(st.sampled_from(["q1", "q2", 0, {"k": [1]}]))
         second = draw(st.integers(min_value=0, max_value=3))
@@ -228,3 +229,9 @@ def test_a_late_earlier_event_that_moves_the_sort_key_deletes_the_old_row():
     # The old row (2 January) is deleted under its own sort key; the new one lives on 1 January.
     assert (deleted["timestamp"], deleted["is_deleted"]) == (1704153600000, 1)
     assert (current["timestamp"], current["is_deleted"], current["name"]) == (1704150000000, 0, "n")
+
+
+def test_nested_metadata_deep_merges_across_a_reload_too():
+    a = envelope("trace-create", {"id": "t", "metadata": {"a": {"x": 1}}}, ts=T0, event_id="a")
+    b = envelope("trace-create", {"id": "t", "metadata": {"a": {"y": 2}}}, ts=T1, event_id="b")
+    assert through_storage([a, b])["metadata"] == trace([a, b])["metadata"] == {"a": '{"x":1,"y":2}'}
