@@ -9,6 +9,7 @@ retried with back-off until it recovers (backpressure: nothing more is fetched m
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from pipeline.sources.kafka import ingestion_topic, make_app, to_record
 from pipeline.transforms.catalog import Catalog
 
 log = logging.getLogger("lfpipe.worker")
+DEAD_LETTER_INLINE_BYTES = 1_000_000
 
 
 @dataclass
@@ -128,12 +130,17 @@ def build_worker(settings: Settings) -> faust.App:
         metrics.ARCHIVE_BYTES.inc(size)
 
     async def send_dead_letters(out: BatchOutput) -> None:
-        pending = [
-            await app.producer.send(
-                dead_letter_topic, letter.record.key, letter.record.value, None, None, dead_letter_headers(letter)
-            )
-            for letter in out.dead_letters
-        ]
+        pending = []
+        for letter in out.dead_letters:
+            value, headers = letter.record.value, dead_letter_headers(letter)
+            if len(value) > DEAD_LETTER_INLINE_BYTES:
+                # Too big for a Kafka message: the whole payload goes to object storage, the topic gets its
+                # head and where to find the rest.
+                key = f"dead-letters/{hashlib.sha256(value).hexdigest()}.bin"
+                await archive.store.put(key, value)
+                headers.append(("lfpipe.payload-object", key.encode()))
+                value = value[:DEAD_LETTER_INLINE_BYTES]
+            pending.append(await app.producer.send(dead_letter_topic, letter.record.key, value, None, None, headers))
         await asyncio.gather(*pending)
 
     async def make_durable(out: BatchOutput) -> None:

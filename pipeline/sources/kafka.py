@@ -30,6 +30,7 @@ def make_app(settings: Settings, bootstrap: str, web_port: int) -> faust.App:
         broker_max_poll_records=settings.batch_max_events,
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         producer_acks=-1,
+        producer_compression_type="zstd",
         producer_max_request_size=6_000_000,
         consumer_max_fetch_size=8 * 1024 * 1024,
         web_enabled=True,

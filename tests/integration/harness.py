@@ -119,32 +119,21 @@ class PipelineEnv:
 
         return asyncio.run(read())
 
-    def archive(self) -> list[Record]:
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        """Every object under ``prefix`` in this pipeline's archive bucket (real S3 reads)."""
         s3 = self.stack_state["s3"]
 
-        async def read() -> list[Record]:
+        async def read() -> dict[str, bytes]:
             store = open_store(self.env["LFPIPE_ARCHIVE_URL"], s3["endpoint"], s3["access_key"], s3["secret_key"])
             try:
-                records = []
-                async for key in store.list("raw/"):
-                    records.extend(decode_records(await store.get(key)))
-                return records
+                return {key: await store.get(key) async for key in store.list(prefix)}
             finally:
                 await store.close()
 
         return asyncio.run(read())
 
-    def archive_object_count(self) -> int:
-        s3 = self.stack_state["s3"]
-
-        async def count() -> int:
-            store = open_store(self.env["LFPIPE_ARCHIVE_URL"], s3["endpoint"], s3["access_key"], s3["secret_key"])
-            try:
-                return len([key async for key in store.list("raw/")])
-            finally:
-                await store.close()
-
-        return asyncio.run(count())
+    def archive(self) -> list[Record]:
+        return [record for data in self.objects("raw/").values() for record in decode_records(data)]
 
 
 def processed_events(worker_web_port: int) -> float:

@@ -41,7 +41,7 @@ def test_stream_lands_in_clickhouse_archive_and_dead_letters(pipeline_env: Pipel
         assert headers["lfpipe.topic"] == pipeline_env.topic("ingestion").encode()
 
     # Archive objects are batched: far fewer objects than events.
-    assert pipeline_env.archive_object_count() * 100 < len(produced)
+    assert len(pipeline_env.objects("raw/")) * 100 < len(produced)
 
 
 def test_redelivered_stream_changes_nothing(pipeline_env: PipelineEnv):
@@ -120,3 +120,41 @@ def test_topics_apply_twice_changes_nothing(pipeline_env: PipelineEnv):
     assert "created" not in result.stderr
     assert result.stderr.count("unchanged") == len(load_topic_specs())
     assert "schema is up to date" in pipeline_env.cli("migrate").stderr
+
+
+def test_poison_messages_are_dead_lettered_and_the_worker_goes_on(pipeline_env: PipelineEnv):
+    from pipeline.recordfile import Record
+
+    good = list(generate_stream(StreamShape(traces=10, seed=4, invalid=0)))
+    rng = random.Random(9)
+    huge = orjson.dumps(
+        {
+            "id": "big",
+            "timestamp": "2026-11-01T00:00:00Z",
+            "type": "trace-create",
+            "project_id": "p",
+            "body": {"id": "t", "input": "x" * 4_800_000},
+        }
+    )
+    poison = [
+        Record(value=huge, key=b"p:trace:t"),
+        Record(value=b"[" * 5000 + b"]" * 5000, key=b"deep"),
+        Record(value=bytes(rng.getrandbits(8) for _ in range(2000)), key=b"fuzz"),
+        Record(
+            value=orjson.dumps({"id": "\r", "timestamp": "x", "type": 1, "project_id": "../../etc", "body": []}),
+            key=b"hostile",
+        ),
+        Record(value=b"", key=None),
+    ]
+    pipeline_env.produce(good[:40] + poison + good[40:])
+    pipeline_env.drain()
+
+    assert mismatches(pipeline_env.tables(), good) == []
+    letters = _dead_letters(pipeline_env)
+    assert len(letters) == len(poison)
+    big = next(m for m in letters if m.key == b"p:trace:t")
+    headers = dict(big.headers)
+    assert b"exceeds the limit" in headers["lfpipe.reason"]
+    assert pipeline_env.objects(headers["lfpipe.payload-object"].decode()) == {
+        headers["lfpipe.payload-object"].decode(): huge
+    }
