@@ -1,16 +1,20 @@
 """Deterministic synthetic ingestion streams of realistic shape.
 
-Each trace is a small agent run: a trace-create, a retrieval span, one or more generations with usage (some
-with cache and reasoning details), tool spans, a trace update with the output, and scores. A seeded random
-source then moves some updates ahead of their creates, repeats some events (producer retries) and mixes in
-invalid messages, so every path of the worker is exercised.
+Three kinds of trace, mixed by weight:
+- ``agent``: an agent loop of generations and tool calls, as SDK-instrumented agents send them;
+- ``dify``: a Dify workflow run, one span per node (start, knowledge retrieval, LLM, code, answer);
+- ``ragflow``: a RAGFlow chat turn: embedding of the question, retrieval, rerank, answer generation.
+Payload sizes follow a log-normal distribution with a tail of large payloads and some base64 images.
+A seeded random source then moves some events ahead of their predecessors, repeats some (producer retries)
+and mixes in invalid messages, so every path of the worker is exercised. The same seed gives the same bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +23,7 @@ import orjson
 from pipeline.producer import message_key
 from pipeline.recordfile import Record
 
-MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet-20241022", "gemini-2.0-flash", "my-finetune-v2")
+CHAT_MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet-20241022", "gemini-2.0-flash", "my-finetune-v2")
 WORDS = [
     "the",
     "model",
@@ -35,6 +39,24 @@ WORDS = [
     "the",
     "user",
     "question",
+    "with",
+    "citations",
+    "from",
+    "the",
+    "knowledge",
+    "base",
+    "while",
+    "the",
+    "agent",
+    "called",
+    "tools",
+    "to",
+    "look",
+    "up",
+    "orders",
+    "accounts",
+    "and",
+    "tickets",
 ]
 
 
@@ -42,9 +64,15 @@ WORDS = [
 class StreamShape:
     traces: int = 1200
     projects: int = 3
+    project_skew: float = 1.2  # exponential rate: higher puts more traffic on the first projects
+    mix: dict[str, float] = field(default_factory=lambda: {"agent": 1.0})
+    separate_updates: float = 1.0  # share of observations whose end arrives as a separate update event
     out_of_order: float = 0.05
     duplicates: float = 0.01
     invalid: float = 0.005
+    extra_scores: float = 0.3
+    large_payloads: float = 0.0  # share of generations with a 100-400 KB input
+    media: float = 0.0  # share of user messages carrying a base64 image
     seed: int = 7
     start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -53,142 +81,269 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _text(rng: random.Random, words: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(words))
+class TraceBuilder:
+    """Collects one trace's events with a moving clock."""
 
+    def __init__(self, rng: random.Random, shape: StreamShape, project: str, trace_id: str, start: datetime):
+        self.rng = rng
+        self.shape = shape
+        self.project = project
+        self.trace_id = trace_id
+        self.clock = start
+        self.events: list[dict[str, Any]] = []
 
-def _envelope(project: str, event_id: str, moment: datetime, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "timestamp": _iso(moment), "type": kind, "project_id": project, "body": body}
-
-
-def _usage(rng: random.Random) -> dict[str, Any]:
-    prompt = rng.randint(50, 4000)
-    completion = rng.randint(5, 800)
-    form = rng.random()
-    if form < 0.5:
-        return {"usage": {"input": prompt, "output": completion}}
-    if form < 0.8:
-        cached = rng.randint(0, prompt // 2)
-        return {
-            "usageDetails": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": cached},
+    def add(self, kind: str, body: dict[str, Any], step_ms: int = 5) -> None:
+        self.clock += timedelta(milliseconds=step_ms)
+        self.events.append(
+            {
+                "id": f"{self.trace_id}-ev{len(self.events):03d}",
+                "timestamp": _iso(self.clock),
+                "type": kind,
+                "project_id": self.project,
+                "body": body,
             }
+        )
+
+    def text(self, mean_words: float = 30) -> str:
+        words = max(1, int(self.rng.lognormvariate(0, 0.8) * mean_words))
+        return " ".join(self.rng.choice(WORDS) for _ in range(words))
+
+    def user_message(self, question: str) -> dict[str, Any]:
+        if self.rng.random() < self.shape.media:
+            pixels = self.rng.randbytes(self.rng.randint(20_000, 60_000))
+            image = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + pixels).decode()
+            return {
+                "role": "user",
+                "content": [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": image}}],
+            }
+        return {"role": "user", "content": question}
+
+    def observation(self, kind: str, body: dict[str, Any], end: dict[str, Any], duration_ms: int) -> None:
+        """A create, then its end as an update event (or everything in the create)."""
+        base = {"traceId": self.trace_id, **body}
+        if self.rng.random() < self.shape.separate_updates and kind in ("span", "generation"):
+            self.add(f"{kind}-create", base)
+            self.add(
+                f"{kind}-update",
+                {"id": body["id"], **end, "endTime": _iso(self.clock + timedelta(milliseconds=duration_ms))},
+                duration_ms,
+            )
+        else:
+            self.add(
+                f"{kind}-create", {**base, **end, "endTime": _iso(self.clock + timedelta(milliseconds=duration_ms))}
+            )
+
+    def usage(self, prompt: int | None = None) -> dict[str, Any]:
+        prompt = prompt or self.rng.randint(50, 4000)
+        completion = self.rng.randint(5, 800)
+        form = self.rng.random()
+        if form < 0.5:
+            return {"usage": {"input": prompt, "output": completion}}
+        if form < 0.8:
+            cached = self.rng.randint(0, prompt // 2)
+            return {
+                "usageDetails": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                    "prompt_tokens_details": {"cached_tokens": cached},
+                }
+            }
+        return {
+            "usageDetails": {"input": prompt, "output": completion, "output_reasoning_tokens": self.rng.randint(0, 200)}
         }
-    return {"usageDetails": {"input": prompt, "output": completion, "output_reasoning_tokens": rng.randint(0, 200)}}
+
+    def generation(self, gen_id: str, name: str, parent: str | None, messages: list[dict[str, Any]]) -> None:
+        body: dict[str, Any] = {
+            "id": gen_id,
+            "name": name,
+            "model": self.rng.choice(CHAT_MODELS),
+            "modelParameters": {"temperature": 0.2, "max_tokens": 512},
+            "input": messages,
+        }
+        if parent:
+            body["parentObservationId"] = parent
+        if self.rng.random() < self.shape.large_payloads:
+            body["input"] = [*messages, {"role": "user", "content": "x" * self.rng.randint(100_000, 400_000)}]
+        duration = self.rng.randint(200, 3000)
+        end = {
+            "output": {"role": "assistant", "content": self.text(40)},
+            "completionStartTime": _iso(self.clock + timedelta(milliseconds=150)),
+            **self.usage(),
+        }
+        self.observation("generation", body, end, duration)
+
+    def scores(self) -> None:
+        self.add(
+            "score-create",
+            {
+                "id": f"{self.trace_id}-quality",
+                "traceId": self.trace_id,
+                "name": "quality",
+                "value": round(self.rng.random(), 3),
+            },
+            50,
+        )
+        if self.rng.random() < self.shape.extra_scores:
+            self.add(
+                "score-create",
+                {
+                    "id": f"{self.trace_id}-helpful",
+                    "traceId": self.trace_id,
+                    "name": "helpful",
+                    "value": self.rng.choice((0, 1)),
+                    "dataType": "BOOLEAN",
+                    "comment": "user feedback",
+                },
+                900,
+            )
+        if self.rng.random() < self.shape.extra_scores * 0.7:
+            self.add(
+                "score-create",
+                {
+                    "id": f"{self.trace_id}-topic",
+                    "traceId": self.trace_id,
+                    "name": "topic",
+                    "value": self.rng.choice(("billing", "shipping", "other")),
+                },
+                20,
+            )
 
 
-def trace_events(rng: random.Random, project: str, trace_no: int, start: datetime) -> list[dict[str, Any]]:
-    trace_id = f"trace-{project}-{trace_no:06d}"
-    clock = start
-    events: list[dict[str, Any]] = []
-
-    def add(kind: str, body: dict[str, Any], step_ms: int) -> None:
-        nonlocal clock
-        clock += timedelta(milliseconds=step_ms)
-        events.append(_envelope(project, f"{trace_id}-ev{len(events):03d}", clock, kind, body))
-
-    question = _text(rng, rng.randint(5, 30))
-    add(
+def _agent(b: TraceBuilder) -> None:
+    question = b.text(15)
+    b.add(
         "trace-create",
         {
-            "id": trace_id,
-            "name": rng.choice(("chat", "rag-answer", "support-agent")),
-            "userId": f"user-{rng.randint(1, 300)}",
-            "sessionId": f"session-{rng.randint(1, 500)}",
-            "tags": rng.sample(("prod", "beta", "eu", "mobile", "web"), 2),
-            "metadata": {"tenant": f"t{rng.randint(1, 20)}", "request": {"region": "eu-west-1"}},
+            "id": b.trace_id,
+            "name": b.rng.choice(("chat", "support-agent")),
+            "userId": f"user-{b.rng.randint(1, 300)}",
+            "sessionId": f"session-{b.rng.randint(1, 500)}",
+            "tags": b.rng.sample(("prod", "beta", "eu", "web"), 2),
+            "metadata": {"tenant": f"t{b.rng.randint(1, 20)}", "request": {"region": "eu-west-1"}},
             "input": {"question": question},
-            "environment": rng.choice(("production", "staging")),
+            "environment": b.rng.choice(("production", "staging")),
         },
         0,
     )
-    retrieval = f"{trace_id}-retrieve"
-    add("span-create", {"id": retrieval, "traceId": trace_id, "name": "retrieve", "input": {"query": question}}, 3)
-    add(
-        "span-update",
-        {
-            "id": retrieval,
-            "output": {"documents": [_text(rng, 40) for _ in range(3)]},
-            "endTime": _iso(clock + timedelta(milliseconds=40)),
-        },
-        45,
+    retrieval = f"{b.trace_id}-retrieve"
+    b.observation(
+        "span",
+        {"id": retrieval, "name": "retrieve", "input": {"query": question}},
+        {"output": {"documents": [b.text(40) for _ in range(3)]}},
+        40,
     )
-    for step in range(rng.randint(1, 3)):
-        generation = f"{trace_id}-gen{step}"
-        model = rng.choice(MODELS)
-        add(
-            "generation-create",
-            {
-                "id": generation,
-                "traceId": trace_id,
-                "parentObservationId": retrieval,
-                "name": f"llm-step-{step}",
-                "model": model,
-                "modelParameters": {"temperature": 0.2, "max_tokens": 512},
-                "input": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": question}],
-            },
-            5,
-        )
-        add(
-            "generation-update",
-            {
-                "id": generation,
-                "output": {"role": "assistant", "content": _text(rng, rng.randint(10, 120))},
-                "endTime": _iso(clock + timedelta(milliseconds=rng.randint(200, 2000))),
-                "completionStartTime": _iso(clock + timedelta(milliseconds=150)),
-                **_usage(rng),
-            },
-            rng.randint(200, 2000),
-        )
-        if rng.random() < 0.4:
-            tool = f"{trace_id}-tool{step}"
-            add(
+    messages = [{"role": "system", "content": "You are helpful."}, b.user_message(question)]
+    for step in range(b.rng.randint(1, 4)):
+        generation = f"{b.trace_id}-gen{step}"
+        b.generation(generation, f"llm-step-{step}", retrieval, messages)
+        if b.rng.random() < 0.5:
+            b.add(
                 "tool-create",
                 {
-                    "id": tool,
-                    "traceId": trace_id,
+                    "id": f"{b.trace_id}-tool{step}",
+                    "traceId": b.trace_id,
                     "parentObservationId": generation,
                     "name": "lookup_order",
-                    "input": {"order": rng.randint(1000, 9999)},
+                    "input": {"order": b.rng.randint(1000, 9999)},
                     "output": {"status": "shipped"},
                 },
                 10,
             )
-    add("trace-create", {"id": trace_id, "output": {"answer": _text(rng, 20)}, "tags": ["answered"]}, 5)
-    add(
-        "score-create",
-        {"id": f"{trace_id}-quality", "traceId": trace_id, "name": "quality", "value": round(rng.random(), 3)},
-        50,
-    )
-    if rng.random() < 0.3:
-        add(
-            "score-create",
-            {
-                "id": f"{trace_id}-helpful",
-                "traceId": trace_id,
-                "name": "helpful",
-                "value": rng.choice((0, 1)),
-                "dataType": "BOOLEAN",
-                "comment": "user feedback",
-            },
-            900,
-        )
-    if rng.random() < 0.2:
-        add(
-            "score-create",
-            {
-                "id": f"{trace_id}-topic",
-                "traceId": trace_id,
-                "name": "topic",
-                "value": rng.choice(("billing", "shipping", "other")),
-            },
-            20,
-        )
-    return events
+    b.add("trace-create", {"id": b.trace_id, "output": {"answer": b.text(20)}, "tags": ["answered"]})
+    b.scores()
 
+
+def _dify(b: TraceBuilder) -> None:
+    query = b.text(12)
+    b.add(
+        "trace-create",
+        {
+            "id": b.trace_id,
+            "name": "workflow",
+            "userId": f"end-user-{b.rng.randint(1, 900)}",
+            "sessionId": f"conversation-{b.rng.randint(1, 400)}",
+            "tags": ["dify", "workflow"],
+            "metadata": {"app_id": f"app-{b.rng.randint(1, 5)}", "workflow_run_id": b.trace_id},
+            "input": {"sys.query": query},
+        },
+        0,
+    )
+    for node in ("start", "knowledge-retrieval", "llm", "code", "answer"):
+        node_id = f"{b.trace_id}-{node}"
+        if node == "llm":
+            b.generation(node_id, "LLM", None, [{"role": "user", "content": query}])
+        elif node == "knowledge-retrieval":
+            b.add(
+                "retriever-create",
+                {
+                    "id": node_id,
+                    "traceId": b.trace_id,
+                    "name": node,
+                    "input": {"query": query},
+                    "output": {"result": [{"content": b.text(60)} for _ in range(3)]},
+                },
+            )
+        else:
+            b.observation(
+                "span",
+                {"id": node_id, "name": node, "metadata": {"node_type": node}},
+                {"output": {"text": b.text(10)}},
+                b.rng.randint(1, 50),
+            )
+    b.add("trace-create", {"id": b.trace_id, "output": {"answer": b.text(30)}})
+    b.scores()
+
+
+def _ragflow(b: TraceBuilder) -> None:
+    question = b.text(12)
+    b.add(
+        "trace-create",
+        {
+            "id": b.trace_id,
+            "name": "ragflow-chat",
+            "userId": f"user-{b.rng.randint(1, 300)}",
+            "tags": ["ragflow"],
+            "metadata": {"dialog_id": f"dialog-{b.rng.randint(1, 30)}"},
+            "input": {"question": question},
+        },
+        0,
+    )
+    b.add(
+        "embedding-create",
+        {
+            "id": f"{b.trace_id}-embed",
+            "traceId": b.trace_id,
+            "name": "embed-question",
+            "model": "text-embedding-3-small",
+            "input": question,
+            "usageDetails": {"input": b.rng.randint(5, 60)},
+        },
+    )
+    b.add(
+        "retriever-create",
+        {
+            "id": f"{b.trace_id}-search",
+            "traceId": b.trace_id,
+            "name": "retrieval",
+            "input": {"question": question, "top_k": 8},
+            "output": {"chunks": [b.text(80) for _ in range(4)]},
+        },
+        30,
+    )
+    b.observation(
+        "span", {"id": f"{b.trace_id}-rerank", "name": "rerank", "input": {"chunks": 8}}, {"output": {"kept": 4}}, 60
+    )
+    b.generation(
+        f"{b.trace_id}-answer",
+        "chat",
+        None,
+        [{"role": "system", "content": "Answer from the knowledge base."}, b.user_message(question)],
+    )
+    b.scores()
+
+
+SCENARIOS = {"agent": _agent, "dify": _dify, "ragflow": _ragflow}
 
 INVALID_MESSAGES: tuple[bytes, ...] = (
     b'{"id": "broken", "timestamp": ',
@@ -247,11 +402,14 @@ def generate_stream(shape: StreamShape) -> Iterator[Record]:
     """Records in send order: traces interleaved in time, with the configured disorder and noise."""
     rng = random.Random(shape.seed)
     projects = [f"project-{n}" for n in range(shape.projects)]
+    kinds, weights = zip(*shape.mix.items(), strict=True)
     for trace_no in range(shape.traces):
-        # Skewed: the first project gets most of the traffic, as real tenants do.
-        project = projects[min(int(rng.expovariate(1.2)), len(projects) - 1)]
-        start = shape.start + timedelta(seconds=trace_no * 0.5)
-        events = trace_events(rng, project, trace_no, start)
+        project = projects[min(int(rng.expovariate(shape.project_skew)), len(projects) - 1)]
+        builder = TraceBuilder(
+            rng, shape, project, f"trace-{project}-{trace_no:06d}", shape.start + timedelta(seconds=trace_no * 0.5)
+        )
+        SCENARIOS[rng.choices(kinds, weights)[0]](builder)
+        events = builder.events
         for index in range(1, len(events)):
             if rng.random() < shape.out_of_order:
                 events[index - 1], events[index] = events[index], events[index - 1]

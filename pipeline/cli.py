@@ -30,10 +30,12 @@ dev = typer.Typer(help="The local stack: Kafka (KRaft) and SeaweedFS on 127.0.0.
 topics = typer.Typer(help="Topics declared in topics/topics.toml.", no_args_is_help=True)
 models = typer.Typer(help="Model cost tables: defaults plus run-time models on the config topic.", no_args_is_help=True)
 score_configs = typer.Typer(help="Score configs on the config topic.", no_args_is_help=True)
+load = typer.Typer(help="Load testing: generate, record and replay streams; benchmark.", no_args_is_help=True)
 app.add_typer(dev, name="dev")
 app.add_typer(topics, name="topics")
 app.add_typer(models, name="models")
 app.add_typer(score_configs, name="score-configs")
+app.add_typer(load, name="load")
 console = Console(stderr=True)
 SAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "load" / "recordings" / "sample.lfr.zst"
 
@@ -294,6 +296,153 @@ def score_configs_add(
         _fail(f"{file} is not a valid score config: {exc}")
     asyncio.run(_send_config(_settings(), key, raw))
     console.print(f"score config published as {key}")
+
+
+def _progress(label: str, total: int | None = None) -> Progress:
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console)
+
+
+@load.command("generate")
+def load_generate(
+    out: Annotated[Path, typer.Argument(help="Recording to write (.lfr.zst).")],
+    traces: Annotated[int, typer.Option(help="Traces to generate.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 7,
+    mix: Annotated[str, typer.Option(help="Trace kinds and weights.")] = "agent=2,dify=1,ragflow=1",
+    projects: Annotated[int, typer.Option(help="Projects (traffic is skewed to the first ones).")] = 10,
+    out_of_order: Annotated[float, typer.Option(help="Share of events swapped with their predecessor.")] = 0.05,
+    duplicates: Annotated[float, typer.Option(help="Share of events sent twice.")] = 0.01,
+    invalid: Annotated[float, typer.Option(help="Invalid messages per event.")] = 0.005,
+    separate_updates: Annotated[float, typer.Option(help="Share of observations ended by an update.")] = 1.0,
+    extra_scores: Annotated[float, typer.Option(help="Chance of extra scores per trace.")] = 0.3,
+    media: Annotated[float, typer.Option(help="Share of user messages with a base64 image.")] = 0.01,
+    large_payloads: Annotated[float, typer.Option(help="Share of generations with a 100-400 KB input.")] = 0.002,
+) -> None:
+    """Write a synthetic stream of realistic shape (deterministic for a seed)."""
+    from load.generate import SCENARIOS, StreamShape, generate_stream
+    from pipeline.recordfile import write_records
+
+    weights = {name: float(weight) for name, _, weight in (part.partition("=") for part in mix.split(","))}
+    unknown = set(weights) - set(SCENARIOS)
+    if unknown:
+        _fail(f"unknown trace kinds {sorted(unknown)}; choose from {sorted(SCENARIOS)}")
+    shape = StreamShape(
+        traces=traces,
+        seed=seed,
+        mix=weights,
+        projects=projects,
+        out_of_order=out_of_order,
+        duplicates=duplicates,
+        invalid=invalid,
+        separate_updates=separate_updates,
+        extra_scores=extra_scores,
+        media=media,
+        large_payloads=large_payloads,
+    )
+    with _progress("generating") as progress, open(out, "wb") as handle:
+        task = progress.add_task("generate", total=None)
+
+        def counted() -> Any:
+            for record in generate_stream(shape):
+                progress.advance(task)
+                yield record
+
+        count = write_records(handle, counted())
+    console.print(f"wrote {count} messages to {out}")
+
+
+@load.command("record")
+def load_record(
+    out: Annotated[Path, typer.Argument(help="Recording to write (.lfr.zst).")],
+    topic: Annotated[str, typer.Option(help="Topic (without prefix).")] = "ingestion",
+    from_offset: Annotated[int | None, typer.Option(help="First offset of every partition.")] = None,
+    to_offset: Annotated[int | None, typer.Option(help="Stop before this offset in every partition.")] = None,
+    from_time: Annotated[str | None, typer.Option(help="ISO time to start from.")] = None,
+    to_time: Annotated[str | None, typer.Option(help="ISO time to stop at.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="Record new messages for this long instead.")] = None,
+) -> None:
+    """Record a topic (offset range, time range, or the next N seconds) into a recording."""
+    from datetime import datetime
+
+    from load.record import Window, record_topic
+
+    def ms(value: str | None) -> int | None:
+        return None if value is None else int(datetime.fromisoformat(value).timestamp() * 1000)
+
+    settings = _settings()
+    window = Window(from_offset, to_offset, ms(from_time), ms(to_time), seconds)
+    with _progress("recording") as progress:
+        task = progress.add_task("record", total=None)
+        count = asyncio.run(
+            record_topic(
+                _endpoints(settings).kafka_bootstrap,
+                settings.topic(topic),
+                out,
+                window,
+                lambda n: progress.advance(task, n),
+            )
+        )
+    console.print(f"recorded {count} messages into {out}")
+
+
+@load.command("replay")
+def load_replay(
+    source: Annotated[str, typer.Argument(help="A recording (.lfr.zst) or an archive URL (s3://bucket/prefix).")],
+    speed: Annotated[float | None, typer.Option(help="N times the recorded pace.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Fixed events per second.")] = None,
+    rewrite: Annotated[str | None, typer.Option(help="Suffix for every id and project id.")] = None,
+) -> None:
+    """Produce a recording (or the raw archive) to the ingestion topic; as fast as possible by default."""
+    from load.replay import Pace, archive_records, replay
+    from pipeline.producer import EventProducer
+    from pipeline.recordfile import read_records
+    from pipeline.sinks.archive import open_store
+
+    settings = _settings()
+    endpoints = _endpoints(settings)
+
+    async def source_records() -> list[Any]:
+        if Path(source).is_file():
+            with open(source, "rb") as handle:
+                return list(read_records(handle))
+        store = open_store(source, endpoints.s3_endpoint, endpoints.s3_access_key, endpoints.s3_secret_key)
+        try:
+            return [record async for record in archive_records(store)]
+        finally:
+            await store.close()
+
+    async def run() -> int:
+        records = await source_records()
+        with _progress("replaying") as progress:
+            task = progress.add_task("replay", total=len(records))
+            async with EventProducer(endpoints.kafka_bootstrap, settings.topic("ingestion")) as producer:
+                sent = await replay(
+                    producer.send_record, records, Pace(speed, rate), rewrite, lambda n: progress.advance(task, n)
+                )
+                await producer.flush()
+                return sent
+
+    try:
+        count = asyncio.run(run())
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"replayed {count} messages to {settings.topic('ingestion')}")
+
+
+@load.command("benchmark")
+def load_benchmark(
+    traces: Annotated[int, typer.Option(help="Traces in the generated stream.")] = 4000,
+    seed: Annotated[int, typer.Option(help="Stream seed.")] = 11,
+    latency_seconds: Annotated[float, typer.Option(help="Length of the half-load latency phase.")] = 30,
+) -> None:
+    """Pipeline vs raw-copy baseline on one generated stream: events/s, ratio, latency, RSS."""
+    from load.benchmark import run_benchmark
+    from load.report import render_text
+
+    result = run_benchmark(_settings(), traces, seed, latency_seconds, console.print)
+    charts = result.pop("charts")
+    sys.stdout.write(render_text("benchmark", result) + "\n")
+    console.print("charts: " + ", ".join(charts))
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:

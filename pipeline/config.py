@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         default=None, description="Exit after this many idle seconds once caught up (batch mode)."
     )
 
+    summary_file: Path | None = Field(
+        default=None,
+        description="Where a worker writes its run summary on exit; unset means <stack dir>/worker-summary.json.",
+    )
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

@@ -16,3 +16,8 @@ ARCHIVE_OBJECTS = Counter("lfpipe_archive_objects_total", "Archive objects writt
 ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written")
 ARCHIVE_SECONDS = Histogram("lfpipe_archive_write_seconds", "Archive write latency per batch")
 STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-memory merge state")
+END_TO_END_SECONDS = Histogram(
+    "lfpipe_end_to_end_seconds",
+    "Message timestamp (produce time) to durable in ClickHouse and the archive",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)

@@ -64,11 +64,18 @@ class EventProducer:
     async def send(self, event: dict[str, Any]) -> None:
         await self._producer.send(self.topic, orjson.dumps(event), key=message_key(event))
 
+    async def send_record(self, record: Record) -> None:
+        """Queue one record (key and headers kept) with a fresh timestamp; ``flush`` waits for the broker."""
+        await self._producer.send(self.topic, record.value, key=record.key, headers=list(record.headers) or None)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
     async def send_records(self, records: Iterable[Record], progress: Callable[[int], None] | None = None) -> int:
         """Send records (keys and headers kept), then wait until the broker has them all."""
         count = 0
         for record in records:
-            await self._producer.send(self.topic, record.value, key=record.key, headers=list(record.headers) or None)
+            await self.send_record(record)
             count += 1
             if progress and count % 1000 == 0:
                 progress(1000)

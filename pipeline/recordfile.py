@@ -42,28 +42,44 @@ def encode_records(records: Iterable[Record], level: int = 3) -> bytes:
     return buffer.getvalue()
 
 
+class RecordWriter:
+    """Streams records into ``sink``: ``with RecordWriter(handle) as writer: writer.write(record)``."""
+
+    def __init__(self, sink: BinaryIO, level: int = 3) -> None:
+        self._out = zstandard.ZstdCompressor(level=level).stream_writer(sink, closefd=False)
+        self._out.write(MAGIC)
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        header = orjson.dumps(
+            {
+                "t": record.topic,
+                "p": record.partition,
+                "o": record.offset,
+                "ts": record.timestamp_ms,
+                "k": _b64(record.key),
+                "h": [[name, _b64(value)] for name, value in record.headers],
+            }
+        )
+        self._out.write(_LENGTH.pack(len(header)))
+        self._out.write(header)
+        self._out.write(_LENGTH.pack(len(record.value)))
+        self._out.write(record.value)
+        self.count += 1
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.close()
+
+
 def write_records(sink: BinaryIO, records: Iterable[Record], level: int = 3) -> int:
     """Stream records into ``sink``; returns how many were written."""
-    count = 0
-    with zstandard.ZstdCompressor(level=level).stream_writer(sink, closefd=False) as out:
-        out.write(MAGIC)
+    with RecordWriter(sink, level) as writer:
         for record in records:
-            header = orjson.dumps(
-                {
-                    "t": record.topic,
-                    "p": record.partition,
-                    "o": record.offset,
-                    "ts": record.timestamp_ms,
-                    "k": _b64(record.key),
-                    "h": [[name, _b64(value)] for name, value in record.headers],
-                }
-            )
-            out.write(_LENGTH.pack(len(header)))
-            out.write(header)
-            out.write(_LENGTH.pack(len(record.value)))
-            out.write(record.value)
-            count += 1
-    return count
+            writer.write(record)
+    return writer.count
 
 
 def read_records(source: BinaryIO) -> Iterator[Record]:

@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import logging
 import os
+import random
+import resource
 import signal
 import time
 from collections import Counter
@@ -28,6 +30,7 @@ from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
 from pipeline.processor import BatchOutput, DeadLetter, Processor
+from pipeline.recordfile import Record
 from pipeline.sinks.archive import ArchiveSink, open_store
 from pipeline.sinks.clickhouse import ClickHouseSink, connect
 from pipeline.sinks.migrations import require_migrated
@@ -37,6 +40,7 @@ from pipeline.transforms.catalog import Catalog
 
 log = logging.getLogger("lfpipe.worker")
 DEAD_LETTER_INLINE_BYTES = 1_000_000
+LATENCY_SAMPLES = 200_000
 
 
 @dataclass
@@ -47,13 +51,34 @@ class RunStats:
     last_event_at: float = field(default_factory=time.monotonic)
     busy: bool = False
     exiting: bool = False
+    # End-to-end latencies (message timestamp to durable), a uniform sample of at most LATENCY_SAMPLES.
+    latencies: list[float] = field(default_factory=list)
+    latency_count: int = 0
+
+    def observe_latencies(self, records: list[Record], durable_ms: float) -> None:
+        for record in records:
+            seconds = max(0.0, (durable_ms - record.timestamp_ms) / 1000)
+            metrics.END_TO_END_SECONDS.observe(seconds)
+            self.latency_count += 1
+            if len(self.latencies) < LATENCY_SAMPLES:
+                self.latencies.append(seconds)
+            elif (slot := random.randrange(self.latency_count)) < LATENCY_SAMPLES:
+                self.latencies[slot] = seconds
 
     def summary(self) -> dict[str, Any]:
         elapsed = (self.last_batch_at or 0) - (self.first_batch_at or 0)
+        ordered = sorted(self.latencies)
+
+        def percentile(q: float) -> float | None:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4) if ordered else None
+
         return {
             **self.counts,
             "seconds": round(elapsed, 3),
             "events_per_second": round(self.counts["consumed"] / elapsed, 1) if elapsed > 0 else None,
+            "latency_p50_seconds": percentile(0.50),
+            "latency_p99_seconds": percentile(0.99),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
 
 
@@ -106,7 +131,7 @@ def build_worker(settings: Settings) -> faust.App:
     catalog_ready = asyncio.Event()
     processor = Processor(catalog, settings.max_event_bytes, settings.state_max_entities, settings.dedup_max_ids)
     stats = RunStats()
-    summary_path = settings.stack_dir / "worker-summary.json"
+    summary_path = settings.summary_file or settings.stack_dir / "worker-summary.json"
 
     async def write_clickhouse(out: BatchOutput) -> None:
         started = time.perf_counter()
@@ -177,6 +202,7 @@ def build_worker(settings: Settings) -> faust.App:
                 processor.mark_durable(out)
                 for event in events:
                     await stream.ack(event)
+                stats.observe_latencies(records, time.time() * 1000)
                 _count(out)
                 stats.busy = False
                 stats.last_event_at = stats.last_batch_at = time.monotonic()
