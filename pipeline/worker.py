@@ -138,9 +138,10 @@ def build_worker(settings: Settings) -> faust.App:
         now_ms = int(time.time() * 1000)
 
         def insert() -> None:
+            # Clocks first: a row is only ever looked up through its clocks (see read_states).
+            clickhouse.insert_clocks(out.clocks, now_ms)
             for table, rows in out.rows.items():
                 clickhouse.insert_rows(table, rows)
-            clickhouse.insert_clocks(out.clocks, now_ms)
 
         await clickhouse.run(insert)
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
@@ -176,6 +177,12 @@ def build_worker(settings: Settings) -> faust.App:
             await retry_until_done("clickhouse", lambda: write_clickhouse(out), limit)
         if out.dead_letters:
             await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit)
+
+    @app.task
+    async def warm_up() -> None:
+        # One-time costs (pandas import inside clickhouse-connect, tokenizer tables) paid at start, not by
+        # the first batches' latency.
+        await clickhouse.run(warm_up_libraries)
 
     @app.task
     async def read_config() -> None:
@@ -287,6 +294,17 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int],
     finally:
         await admin.close()
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+def warm_up_libraries() -> None:
+    import clickhouse_connect.driver.options as clickhouse_options
+
+    from pipeline.transforms.tokenize import count_tokens
+
+    clickhouse_options.__getattr__("pd")
+    for model in ("gpt-4o", "gpt-4"):
+        count_tokens({"id": "openai", "model": model}, "warm up")
+    count_tokens({"id": "claude"}, "warm up")
 
 
 def _free_port() -> int:

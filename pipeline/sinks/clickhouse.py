@@ -125,32 +125,36 @@ class ClickHouseSink:
     def read_states(
         self, keys: Iterable[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]]:
-        """Stored rows and clocks for (entity, project, id) keys, one query per table and project."""
+        """Stored rows and clocks for (entity, project, id) keys.
+
+        Every stored row has its clocks (written first, in the same flush), so one primary-key lookup in
+        ``merge_clocks`` finds the entities that exist; only those are read from their tables.
+        """
+        keys = list(keys)
+        if not keys:
+            return {}
+        known = self.client.query(
+            "SELECT entity, project_id, id, clocks FROM merge_clocks FINAL "
+            "WHERE (entity, project_id, id) IN {keys:Array(Tuple(String, String, String))}",
+            parameters={"keys": keys},
+        ).result_rows
+        clocks = {(entity, project, entity_id): orjson.loads(raw) for entity, project, entity_id, raw in known}
         wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for entity, project, entity_id in keys:
+        for entity, project, entity_id in clocks:
             wanted[(entity, project)].append(entity_id)
         found: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         for (entity, project), ids in wanted.items():
-            table = TABLE_BY_ENTITY[entity]
             columns = ["id", "project_id", "created_at", "metadata", *sorted(RECORD_FIELDS[entity])]
             if entity == "trace":
                 columns.append("tags")
-            parameters = {"project": project, "ids": ids, "entity": entity}
             rows = self.client.query(
-                f"SELECT {', '.join(columns)} FROM {table} FINAL WHERE project_id = {{project:String}} "
-                f"AND id IN {{ids:Array(String)}}",
-                parameters=parameters,
+                f"SELECT {', '.join(columns)} FROM {TABLE_BY_ENTITY[entity]} FINAL "
+                "WHERE project_id = {project:String} AND id IN {ids:Array(String)}",
+                parameters={"project": project, "ids": ids},
             ).named_results()
-            clocks = dict(
-                self.client.query(
-                    "SELECT id, clocks FROM merge_clocks FINAL WHERE project_id = {project:String} "
-                    "AND entity = {entity:String} AND id IN {ids:Array(String)}",
-                    parameters=parameters,
-                ).result_rows
-            )
             for row in rows:
-                raw = clocks.get(row["id"])
-                found[(entity, project, row["id"])] = (row, orjson.loads(raw) if raw else {})
+                key = (entity, project, row["id"])
+                found[key] = (row, clocks[key])
         return found
 
     def read_states_patiently(

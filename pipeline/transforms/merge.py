@@ -121,13 +121,13 @@ def new_state(record: EventRecord, now_ms: int) -> EntityState:
     return EntityState(record.entity, record.project_id, record.entity_id, now_ms)
 
 
-def clocks_of(state: EntityState) -> dict[str, list[Any]]:
+def clocks_of(state: EntityState) -> dict[str, Any]:
     """The clocks to persist beside the row (``metadata.<key>`` for metadata keys)."""
-    clocks: dict[str, list[Any]] = {name: list(slot[0]) for name, slot in state.fields.items()}
+    clocks: dict[str, Any] = {name: slot[0] for name, slot in state.fields.items()}
     for key, entries in state.metadata.items():
         # A fourth element marks an object value, so a reload can deep-merge into it again.
         is_object = isinstance(metadata_value(entries), dict | list)
-        clocks[f"metadata.{key}"] = [*entries[-1][0], 1] if is_object else list(entries[-1][0])
+        clocks[f"metadata.{key}"] = (*entries[-1][0], 1) if is_object else entries[-1][0]
     return clocks
 
 
