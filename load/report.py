@@ -40,6 +40,7 @@ async def consumer_lag(bootstrap: str, group: str, topic: str) -> int:
 
 
 def worker_consumed(web_port: int) -> float | None:
+    """Events a running worker has consumed (from its /metrics); None while it does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=2) as response:
             text = response.read().decode()
@@ -48,7 +49,7 @@ def worker_consumed(web_port: int) -> float | None:
     for line in text.splitlines():
         if line.startswith('lfpipe_events_total{outcome="consumed"}'):
             return float(line.split()[-1])
-    return None
+    return 0.0  # the labelled counter appears with the first batch
 
 
 async def sample(

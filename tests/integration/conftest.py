@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,18 +28,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict
 
 
 @pytest.fixture
-def pipeline_env(stack: tuple[Path, dict], tmp_path: Path) -> PipelineEnv:
+def pipeline_factory(stack: tuple[Path, dict], tmp_path: Path) -> Callable[[], PipelineEnv]:
+    """Makes isolated pipelines on the shared stack (topics applied, ClickHouse migrated)."""
     stack_dir, state = stack
-    prefix = f"t{uuid.uuid4().hex[:8]}-"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LFPIPE_")},
-        "LFPIPE_STACK_DIR": str(stack_dir),
-        "LFPIPE_TOPIC_PREFIX": prefix,
-        "LFPIPE_CONSUMER_GROUP": f"{prefix}workers",
-        "LFPIPE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'chdb'}",
-        "LFPIPE_ARCHIVE_URL": f"s3://lfpipe/{prefix.rstrip('-')}",
-    }
-    pipeline = PipelineEnv(state, env, prefix, tmp_path)
-    pipeline.cli("topics", "apply")
-    pipeline.cli("migrate")
-    return pipeline
+
+    def make() -> PipelineEnv:
+        prefix = f"t{uuid.uuid4().hex[:8]}-"
+        workdir = tmp_path / prefix.rstrip("-")
+        workdir.mkdir()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LFPIPE_")},
+            "LFPIPE_STACK_DIR": str(stack_dir),
+            "LFPIPE_TOPIC_PREFIX": prefix,
+            "LFPIPE_CONSUMER_GROUP": f"{prefix}workers",
+            "LFPIPE_CLICKHOUSE_URL": f"chdb://{workdir / 'chdb'}",
+            "LFPIPE_ARCHIVE_URL": f"s3://lfpipe/{prefix.rstrip('-')}",
+            "LFPIPE_SUMMARY_FILE": str(workdir / "worker-summary.json"),
+        }
+        pipeline = PipelineEnv(state, env, prefix, workdir)
+        pipeline.cli("topics", "apply")
+        pipeline.cli("migrate")
+        return pipeline
+
+    return make
+
+
+@pytest.fixture
+def pipeline_env(pipeline_factory: Callable[[], PipelineEnv]) -> PipelineEnv:
+    return pipeline_factory()

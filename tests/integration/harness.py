@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,19 +133,6 @@ class PipelineEnv:
 
     def archive(self) -> list[Record]:
         return [record for data in self.objects("raw/").values() for record in decode_records(data)]
-
-
-def processed_events(worker_web_port: int) -> float:
-    """Events a running worker has made durable, from its /metrics."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker_web_port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith('lfpipe_events_total{outcome="consumed"}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def kill_hard(process: subprocess.Popen[bytes]) -> None:

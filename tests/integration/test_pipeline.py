@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from load.generate import StreamShape, generate_stream
+from load.report import worker_consumed
 from pipeline.sinks.clickhouse import read_owner
 from pipeline.sources.topics import load_topic_specs
-from tests.integration.harness import PipelineEnv, kill_hard, processed_events
+from tests.integration.harness import PipelineEnv, kill_hard
 from tests.integration.oracle import INVALID, archive_problems, mismatches
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(pipeline_env: P
         while time.monotonic() < deadline and worker.poll() is None:
             owner = read_owner(f"chdb://{pipeline_env.chdb}") or {}
             port = owner.get("web_port") if owner.get("pid") == worker.pid else None
-            if port and processed_events(port) >= target:
+            if port and (worker_consumed(port) or 0) >= target:
                 break
             time.sleep(0.05)
         assert worker.poll() is None, pipeline_env.worker_logs()
