@@ -25,12 +25,13 @@ import orjson
 from load.baseline import raw_copy
 from load.generate import StreamShape, generate_stream
 from load.replay import Pace, replay
-from load.report import Samples, consumer_lag, render_chart, sample, worker_consumed
+from load.report import Samples, render_chart, sample, worker_consumed
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import open_store
+from pipeline.sources.lag import consumer_lag
 from pipeline.stack.local import stack_up
 from pipeline.stack.processes import free_port
 

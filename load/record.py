@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.recordfile import Record, RecordWriter
 
@@ -27,25 +28,32 @@ async def record_topic(
     bootstrap: str, topic: str, out: Path, window: Window, progress: Callable[[int], None] | None = None
 ) -> int:
     """Write the window's messages (keys, headers, values, timestamps) to ``out``; returns the count."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        partitions = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
+        if not partitions:
+            raise ValueError(f"topic {topic!r} has no partitions in the broker's metadata yet")
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
+        # Explicit numeric seeks: lazy resets (seek_to_beginning) can race with the first position() call.
+        starts = await consumer.beginning_offsets(partitions)
         deadline = None
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
         if window.seconds is not None:
-            await consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                consumer.seek(tp, ends[tp])
             deadline = time.monotonic() + window.seconds
         elif window.from_ms is not None:
-            starts = await consumer.offsets_for_times(dict.fromkeys(partitions, window.from_ms))
+            found = await consumer.offsets_for_times(dict.fromkeys(partitions, window.from_ms))
             for tp in partitions:
-                consumer.seek(tp, starts[tp].offset if starts[tp] else ends[tp])
-        else:
-            await consumer.seek_to_beginning(*partitions)
-            if window.from_offset is not None:
-                for tp in partitions:
-                    consumer.seek(tp, window.from_offset)
+                consumer.seek(tp, found[tp].offset if found[tp] else ends[tp])
+        elif window.from_offset is not None:
+            for tp in partitions:
+                consumer.seek(tp, max(starts[tp], min(window.from_offset, ends[tp])))
         stops = {tp: min(ends[tp], window.to_offset) if window.to_offset is not None else ends[tp] for tp in partitions}
         with open(out, "wb") as handle, RecordWriter(handle) as writer:
             await _copy(consumer, partitions, stops, deadline, window, writer, progress)
@@ -54,13 +62,16 @@ async def record_topic(
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    if topic not in await consumer.topics():
-        raise ValueError(f"topic {topic!r} does not exist")
-    consumer.subscribe([topic])  # loads the topic's metadata
-    partitions = consumer.partitions_for_topic(topic) or set()
-    consumer.unsubscribe()
-    return partitions
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            raise ValueError(f"topic {topic!r} does not exist")
+        described = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in described[0]["partitions"])
+    finally:
+        await admin.close()
 
 
 async def _copy(

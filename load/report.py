@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from pipeline.sources.lag import consumer_lag
 
 
 @dataclass
@@ -20,23 +19,6 @@ class Samples:
 
     lag: list[tuple[float, int]] = field(default_factory=list)
     consumed: list[tuple[float, float]] = field(default_factory=list)
-
-
-async def consumer_lag(bootstrap: str, group: str, topic: str) -> int:
-    """Messages in ``topic`` that ``group`` has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        metadata = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in metadata[0]["partitions"]]
-        ends = await consumer.end_offsets(partitions)
-        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def worker_consumed(web_port: int) -> float | None:

@@ -23,7 +23,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import generate_latest
 
 from pipeline import metrics
@@ -36,6 +35,7 @@ from pipeline.sinks.clickhouse import ClickHouseSink, connect
 from pipeline.sinks.migrations import require_migrated
 from pipeline.sources.config_feed import ConfigFeed
 from pipeline.sources.kafka import ingestion_topic, make_app, to_record
+from pipeline.sources.lag import consumer_lag
 from pipeline.transforms.catalog import Catalog
 
 log = logging.getLogger("lfpipe.worker")
@@ -248,15 +248,11 @@ def build_worker(settings: Settings) -> faust.App:
             assigned = consumer.assignment()
             if stats.exiting or stats.busy or not assigned or time.monotonic() - stats.last_event_at < idle_seconds:
                 return
-            # Caught up means committed (so durable) up to the end of every assigned partition; the fetch
-            # position alone runs ahead of what the agent has written.
+            # Caught up means the group has committed (so made durable) everything in the topic; fetch
+            # positions and the client's cached high-water marks run ahead of that or lag behind it.
             await consumer.commit()
-            highwaters = await consumer.highwaters(*assigned)
-            committed = await committed_offsets(endpoints.kafka_bootstrap, settings.consumer_group)
-            for tp in assigned:
-                done = committed.get((tp.topic, tp.partition), 0)
-                if done < highwaters.get(tp, 0):
-                    return
+            if await consumer_lag(endpoints.kafka_bootstrap, settings.consumer_group, source.get_topic_name()):
+                return
             stats.exiting = True
             log.info("caught up and idle for %.1fs: exiting", idle_seconds)
             summary_path.write_bytes(orjson.dumps(stats.summary()))
@@ -284,16 +280,6 @@ def build_worker(settings: Settings) -> faust.App:
         return web.json({"status": "ok", "pid": os.getpid()})
 
     return app
-
-
-async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
 def warm_up_libraries() -> None:

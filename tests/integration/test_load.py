@@ -32,10 +32,12 @@ def test_record_then_replay_gives_the_same_rows(pipeline_factory: Callable[[], P
     source.produce(produced)
     source.drain()
     recording = tmp_path / "recording.lfr.zst"
-    source.cli("load", "record", str(recording))
+    recorded = source.cli("load", "record", str(recording)).stderr
+    assert f"recorded {len(produced)} messages" in recorded, recorded
 
     target = pipeline_factory()
-    target.cli("load", "replay", str(recording))
+    replayed = target.cli("load", "replay", str(recording)).stderr
+    assert f"replayed {len(produced)} messages" in replayed, replayed
     target.drain()
     assert _rows(target) == _rows(source)
 
