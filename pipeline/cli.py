@@ -172,8 +172,7 @@ def produce(
 async def _produce(bootstrap: str, topic: str, records: Any) -> int:
     from pipeline.producer import EventProducer
 
-    columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with _progress("producing") as progress:
         task = progress.add_task("produce", total=None)
         async with EventProducer(bootstrap, topic) as producer:
             return await producer.send_records(records, lambda n: progress.advance(task, n))
@@ -298,7 +297,7 @@ def score_configs_add(
     console.print(f"score config published as {key}")
 
 
-def _progress(label: str, total: int | None = None) -> Progress:
+def _progress(label: str) -> Progress:
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=console)
 

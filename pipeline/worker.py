@@ -36,6 +36,7 @@ from pipeline.sinks.migrations import require_migrated
 from pipeline.sources.config_feed import ConfigFeed
 from pipeline.sources.kafka import ingestion_topic, make_app, to_record
 from pipeline.sources.lag import consumer_lag
+from pipeline.stack.processes import free_port
 from pipeline.transforms.catalog import Catalog
 
 log = logging.getLogger("lfpipe.worker")
@@ -109,7 +110,7 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
 
 def build_worker(settings: Settings) -> faust.App:
     endpoints = resolve(settings)
-    web_port = settings.worker_web_port or _free_port()
+    web_port = settings.worker_web_port or free_port()
     app = make_app(settings, endpoints.kafka_bootstrap, web_port)
     source = ingestion_topic(app, settings)
     dead_letter_topic = settings.topic("ingestion-deadletter")
@@ -291,14 +292,6 @@ def warm_up_libraries() -> None:
     for model in ("gpt-4o", "gpt-4"):
         count_tokens({"id": "openai", "model": model}, "warm up")
     count_tokens({"id": "claude"}, "warm up")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
