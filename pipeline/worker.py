@@ -139,10 +139,12 @@ def build_worker(settings: Settings) -> faust.App:
         now_ms = int(time.time() * 1000)
 
         def insert() -> None:
-            # Clocks first: a row is only ever looked up through its clocks (see read_states).
-            clickhouse.insert_clocks(out.clocks, now_ms)
+            # Rows before clocks: after a crash between the two, stored clocks are never newer than the
+            # stored row, so re-applying the redelivered events restores both (the reverse order would
+            # let a newer clock shadow a value the row never got).
             for table, rows in out.rows.items():
                 clickhouse.insert_rows(table, rows)
+            clickhouse.insert_clocks(out.clocks, now_ms)
 
         await clickhouse.run(insert)
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)

@@ -127,8 +127,9 @@ class ClickHouseSink:
     ) -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]]:
         """Stored rows and clocks for (entity, project, id) keys.
 
-        Every stored row has its clocks (written first, in the same flush), so one primary-key lookup in
-        ``merge_clocks`` finds the entities that exist; only those are read from their tables.
+        One primary-key lookup in ``merge_clocks`` finds the entities that exist; only those are read from
+        their tables. A row without clocks can only come from a crash inside the entity's first flush, whose
+        events are all uncommitted and come back, so treating that entity as new is exact.
         """
         keys = list(keys)
         if not keys:

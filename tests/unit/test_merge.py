@@ -235,3 +235,29 @@ def test_nested_metadata_deep_merges_across_a_reload_too():
     a = envelope("trace-create", {"id": "t", "metadata": {"a": {"x": 1}}}, ts=T0, event_id="a")
     b = envelope("trace-create", {"id": "t", "metadata": {"a": {"y": 2}}}, ts=T1, event_id="b")
     assert through_storage([a, b])["metadata"] == trace([a, b])["metadata"] == {"a": '{"x":1,"y":2}'}
+
+
+def test_a_crash_between_rows_and_clocks_is_repaired_by_redelivery():
+    from tests.unit.helpers import as_stored
+
+    create = envelope("span-create", {"id": "s", "name": "n"}, ts=T0, event_id="a")
+    update = envelope("span-update", {"id": "s", "endTime": T1, "output": "done"}, ts=T1, event_id="b")
+    stored: dict = {}
+
+    def flush(events: list, write_clocks: bool) -> dict:
+        processor = Processor(CATALOG, 5_000_000, 100, 100)  # a fresh worker each time
+        out = processor.process(
+            [Record(value=orjson.dumps(e)) for e in events], lambda keys: {k: stored[k] for k in keys if k in stored}, 0
+        )
+        row = out.rows["observations"][-1]
+        key = ("observation", "p1", "s")
+        # The worker writes rows, then clocks; a crash may fall in between.
+        stored[key] = (as_stored(row), stored.get(key, ({}, {}))[1])
+        if write_clocks:
+            stored[key] = (as_stored(row), out.clocks[0][3])
+        return row
+
+    flush([create], write_clocks=True)
+    flush([update], write_clocks=False)  # killed after the row insert; the batch was not committed
+    row = flush([update], write_clocks=True)  # redelivered
+    assert (row["end_time"], row["output"], row["name"]) == (1704067201000, "done", "n")
