@@ -20,6 +20,7 @@ from rich.table import Table
 
 from pipeline.config import Settings
 from pipeline.endpoints import StackNotRunning, resolve
+from pipeline.transforms.catalog import model_key, score_config_key
 
 app = typer.Typer(
     help="Kafka -> Faust -> ClickHouse ingestion pipeline for Langfuse-style events.",
@@ -241,7 +242,7 @@ def models_add(
         model = model_from_dict(raw, project)
     except (KeyError, ValueError, TypeError) as exc:
         _fail(f"{file} is not a valid model: {exc!r}")
-    key = f"model/{project or '*'}/{model.id}"
+    key = model_key(project, model.id)
     asyncio.run(_send_config(_settings(), key, raw))
     console.print(f"model {model.name!r} published as {key}")
 
@@ -252,7 +253,7 @@ def models_remove(
     project: Annotated[str | None, typer.Option(help="The project it was added for.")] = None,
 ) -> None:
     """Remove a model added with `models add`."""
-    key = f"model/{project or '*'}/{model_id}"
+    key = model_key(project, model_id)
     asyncio.run(_send_config(_settings(), key, None))
     console.print(f"removed {key}")
 
@@ -288,7 +289,7 @@ def score_configs_add(
     from pipeline.transforms.catalog import Catalog
 
     raw = orjson.loads(file.read_bytes())
-    key = f"score-config/{project}/{raw.get('id')}"
+    key = score_config_key(project, str(raw.get("id")))
     try:
         Catalog([]).apply(key, raw)
     except Exception as exc:

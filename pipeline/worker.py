@@ -258,7 +258,6 @@ def build_worker(settings: Settings) -> faust.App:
                 return
             stats.exiting = True
             log.info("caught up and idle for %.1fs: exiting", idle_seconds)
-            summary_path.write_bytes(orjson.dumps(stats.summary()))
             os.kill(os.getpid(), signal.SIGTERM)
 
     @app.page("/query")

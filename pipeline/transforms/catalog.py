@@ -33,6 +33,14 @@ class ScoreConfig(msgspec.Struct):
     is_archived: bool = False
 
 
+def model_key(project_id: str | None, model_id: str) -> str:
+    return f"model/{project_id or GLOBAL_SCOPE}/{model_id}"
+
+
+def score_config_key(project_id: str, config_id: str) -> str:
+    return f"score-config/{project_id}/{config_id}"
+
+
 @dataclass
 class Catalog:
     defaults: list[Model]
