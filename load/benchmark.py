@@ -25,7 +25,7 @@ import orjson
 from load.baseline import raw_copy
 from load.generate import StreamShape, generate_stream
 from load.replay import Pace, replay
-from load.report import Samples, render_chart, sample, worker_consumed
+from load.report import OffsetProbe, Samples, render_chart, sample, worker_consumed
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
 from pipeline.producer import EventProducer
@@ -108,26 +108,26 @@ async def _run_worker(
         await _produce(bootstrap, topic, records, Pace())
     samples = Samples()
     stop = asyncio.Event()
-    sampler = asyncio.create_task(
-        sample(bootstrap, phase.settings.consumer_group, topic, phase.web_port, samples, stop)
-    )
-    worker = phase.start_worker(2 if pace is None else None)
-    try:
-        if pace is not None:
-            while await asyncio.to_thread(worker_consumed, phase.web_port) is None and worker.poll() is None:
+    dead_letter_topic = phase.settings.topic("ingestion-deadletter")
+    async with OffsetProbe(bootstrap, phase.settings.consumer_group, topic, dead_letter_topic) as probe:
+        sampler = asyncio.create_task(sample(probe, samples, stop))
+        worker = phase.start_worker(2 if pace is None else None)
+        try:
+            if pace is not None:
+                while await asyncio.to_thread(worker_consumed, phase.web_port) is None and worker.poll() is None:
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(2)  # the group join
+                await _produce(bootstrap, topic, records, pace)
+                while worker.poll() is None and await consumer_lag(bootstrap, phase.settings.consumer_group, topic):
+                    await asyncio.sleep(0.2)
+                worker.terminate()
+            while worker.poll() is None:
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(2)  # the group join
-            await _produce(bootstrap, topic, records, pace)
-            while worker.poll() is None and await consumer_lag(bootstrap, phase.settings.consumer_group, topic):
-                await asyncio.sleep(0.2)
-            worker.terminate()
-        while worker.poll() is None:
-            await asyncio.sleep(0.2)
-    finally:
-        stop.set()
-        await sampler
-        if worker.poll() is None:
-            worker.terminate()
+        finally:
+            stop.set()
+            await sampler
+            if worker.poll() is None:
+                worker.terminate()
     if worker.returncode != 0:
         raise RuntimeError(f"phase {phase.name}: worker failed, see {phase.folder / 'worker.log'}")
     return phase.summary(), samples
@@ -195,7 +195,7 @@ def run_benchmark(
         "latency_p99_seconds": latency["latency_p99_seconds"],
         "peak_rss_mib": max(pipeline["peak_rss_mib"], latency["peak_rss_mib"]),
         "archive_objects_per_1000_events": round(objects * 1000 / len(records), 3),
-        "max_consumer_lag_at_half_load": max((lag for _, lag in samples_c.lag), default=None),
+        "max_consumer_lag_at_half_load": max((point.lag for point in samples_c.points), default=None),
         "charts": [str(root / "pipeline.png"), str(root / "latency.png")],
     }
     (root / "result.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

@@ -429,6 +429,63 @@ def load_replay(
     console.print(f"replayed {count} messages to {settings.topic('ingestion')}")
 
 
+@load.command("report")
+def load_report(
+    out: Annotated[Path | None, typer.Option(help="Folder for report.json and report.png.")] = None,
+    worker_port: Annotated[
+        list[int] | None,
+        typer.Option(help="Web port of a worker to read latency from (repeat for several); default: the chDB owner."),
+    ] = None,
+    until_idle: Annotated[float, typer.Option(help="Stop once caught up with nothing new for this many seconds.")] = 5,
+    max_seconds: Annotated[float, typer.Option(help="Stop after this long in any case.")] = 3600,
+) -> None:
+    """Watch a run (start it before a replay): throughput in and out, lag, dead letters, rows, latency."""
+    from load.report import OffsetProbe, build_report, observe, render_chart, render_text
+    from pipeline.sinks.clickhouse import read_owner
+
+    settings = _settings()
+    endpoints = _endpoints(settings)
+    ports = list(worker_port or [])
+    if not ports and (owner := read_owner(settings.clickhouse_url or f"chdb://{settings.chdb_path}")):
+        ports = [owner["web_port"]] if owner.get("web_port") else []
+    folder = out or settings.stack_dir / "reports" / time.strftime("%Y%m%dT%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = OffsetProbe(
+        endpoints.kafka_bootstrap,
+        settings.consumer_group,
+        settings.topic("ingestion"),
+        settings.topic("ingestion-deadletter"),
+    )
+
+    async def run() -> Any:
+        async with probe:
+            with console.status("waiting for events") as status:
+                announced = False
+
+                def show(point: Any) -> None:
+                    nonlocal announced
+                    if not announced:  # from here on, new messages count: tools may start producing
+                        console.print(f"watching {probe.topic} from {point.produced} messages, group {probe.group}")
+                        announced = True
+                    status.update(
+                        f"{point.at:.0f}s: {point.produced} in, {point.committed} committed, lag {point.lag}, "
+                        f"{point.dead_letters} dead letters"
+                    )
+
+                return await observe(probe, ports, until_idle, max_seconds, show)
+
+    samples, latency = asyncio.run(run())
+    tables = ("traces", "observations", "scores")
+    _, counts = run_query(settings, "SELECT " + ", ".join(f"(SELECT count() FROM {t} FINAL)" for t in tables))
+    report = build_report(samples, latency, dict(zip(tables, counts[0], strict=True)))
+    (folder / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    render_chart(samples, folder / "report.png", f"run of {report.committed} events")
+    if not ports:
+        console.print("no worker web port known: latency percentiles are missing (pass --worker-port)")
+    sys.stdout.write(render_text("run report", report.figures()) + "\n")
+    console.print(f"report: {folder / 'report.json'}, chart: {folder / 'report.png'}")
+
+
 @load.command("benchmark")
 def load_benchmark(
     traces: Annotated[int, typer.Option(help="Traces in the generated stream.")] = 4000,

@@ -19,5 +19,5 @@ STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-m
 END_TO_END_SECONDS = Histogram(
     "lfpipe_end_to_end_seconds",
     "Message timestamp (produce time) to durable in ClickHouse and the archive",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 7.5, 10, 20, 30, 60),
 )
