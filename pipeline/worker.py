@@ -1,6 +1,6 @@
 """The worker: a Faust agent that runs each batch through the processor and makes it durable.
 
-Durability order for every batch: archive object -> ClickHouse rows -> dead letters -> ack. Faust commits
+Durability order for every batch: archive object and ClickHouse rows (concurrently) -> dead letters -> ack. Faust commits
 only acked offsets, so a crash at any point leaves the batch uncommitted and it is consumed again; the
 merge is order-independent and idempotent, so the second pass writes the same rows. A failing sink is
 retried with back-off until it recovers (backpressure: nothing more is fetched meanwhile).
@@ -174,10 +174,13 @@ def build_worker(settings: Settings) -> faust.App:
 
     async def make_durable(out: BatchOutput) -> None:
         limit = settings.retry_max_seconds
+        # The archive and ClickHouse are independent and both must succeed before the ack, so they overlap.
+        writes = []
         if out.archived:
-            await retry_until_done("archive", lambda: write_archive(out), limit)
+            writes.append(retry_until_done("archive", lambda: write_archive(out), limit))
         if out.rows:
-            await retry_until_done("clickhouse", lambda: write_clickhouse(out), limit)
+            writes.append(retry_until_done("clickhouse", lambda: write_clickhouse(out), limit))
+        await asyncio.gather(*writes)
         if out.dead_letters:
             await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit)
 
