@@ -18,8 +18,38 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record, decode_records
 from pipeline.sinks.archive import open_store
+from pipeline.sources.lag import consumer_lag
+from pipeline.stack.processes import require_free, wait_for_port
 
 DUMP_SCRIPT = Path(__file__).with_name("dump_tables.py")
+FRONT_SCRIPT = Path(__file__).parent.parent / "chdb_front.py"
+
+
+@dataclass
+class ClickHouseFront:
+    """The test-only ClickHouse HTTP front over one chDB folder (``tests/chdb_front.py``), stopped by PID."""
+
+    folder: Path
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        require_free(self.port, timeout=30)
+        with open(self.log, "ab") as log:
+            command = [sys.executable, str(FRONT_SCRIPT), "--path", str(self.folder), "--port", str(self.port)]
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port("127.0.0.1", self.port, 60, self.process.pid, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.process = None
 
 
 @dataclass
@@ -30,6 +60,7 @@ class PipelineEnv:
     env: dict[str, str]
     prefix: str
     workdir: Path
+    clickhouse_front: ClickHouseFront | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -70,12 +101,20 @@ class PipelineEnv:
         worker = self.start_worker(exit_when_idle=2, **settings)
         assert worker.wait(timeout) == 0, self.worker_logs()
 
+    def wait_for_lag_zero(self, timeout: float) -> None:
+        """Until the group has committed everything in the ingestion topic."""
+        deadline = time.monotonic() + timeout
+        group, topic = self.env["LFPIPE_CONSUMER_GROUP"], self.topic("ingestion")
+        while asyncio.run(consumer_lag(self.bootstrap, group, topic)):
+            assert time.monotonic() < deadline, f"the group did not catch up:\n{self.worker_logs()}"
+            time.sleep(0.5)
+
     def worker_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.workdir.glob("worker-*.log")))
 
     def tables(self) -> dict[str, Any]:
         result = subprocess.run(
-            [sys.executable, str(DUMP_SCRIPT), f"chdb://{self.chdb}"],
+            [sys.executable, str(DUMP_SCRIPT), self.env["LFPIPE_CLICKHOUSE_URL"]],
             env=self.env,
             capture_output=True,
             timeout=120,
