@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from pipeline.sources.lag import OffsetReader
 
 LATENCY_METRIC = "lfpipe_end_to_end_seconds"
 
@@ -43,39 +43,22 @@ class Samples:
         ]
 
 
-class OffsetProbe:
-    """Reads end offsets and a group's committed offsets through one long-lived admin client and consumer."""
+class OffsetProbe(OffsetReader):
+    """Samples one consumer group on the ingestion topic, and the dead-letter topic."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, dead_letter_topic: str) -> None:
-        self.bootstrap, self.group, self.topic, self.dead_letter_topic = bootstrap, group, topic, dead_letter_topic
-        self.partitions: dict[str, list[TopicPartition]] = {}
-
-    async def __aenter__(self) -> OffsetProbe:
-        # aiokafka clients bind to the running loop, so they are made here rather than in __init__.
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
-        await self.admin.start()
-        await self.consumer.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.consumer.stop()
-        await self.admin.close()
-
-    async def _ends(self, topic: str) -> dict[TopicPartition, int]:
-        if topic not in self.partitions:
-            metadata = await self.admin.describe_topics([topic])
-            self.partitions[topic] = [TopicPartition(topic, p["partition"]) for p in metadata[0]["partitions"]]
-        return await self.consumer.end_offsets(self.partitions[topic])
+        super().__init__(bootstrap)
+        self.group, self.topic, self.dead_letter_topic = group, topic, dead_letter_topic
 
     async def read(self, at: float) -> Point:
-        ends = await self._ends(self.topic)
-        committed = await self.admin.list_consumer_group_offsets(self.group)
-        dead = await self._ends(self.dead_letter_topic)
+        lags = await self.lag_by_partition(self.group, self.topic)
+        ends = await self.end_offsets(self.topic)
+        dead = await self.end_offsets(self.dead_letter_topic)
+        produced = sum(ends.values())
         return Point(
             at=round(at, 3),
-            produced=sum(ends.values()),
-            committed=sum(min(end, committed[tp].offset) for tp, end in ends.items() if tp in committed),
+            produced=produced,
+            committed=produced - sum(lags.values()),
             dead_letters=sum(dead.values()),
         )
 

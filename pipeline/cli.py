@@ -37,6 +37,8 @@ app.add_typer(topics, name="topics")
 app.add_typer(models, name="models")
 app.add_typer(score_configs, name="score-configs")
 app.add_typer(load, name="load")
+dead_letters = typer.Typer(help="Inspect dead letters and replay them after a fix.", no_args_is_help=True)
+app.add_typer(dead_letters, name="dead-letters")
 console = Console(stderr=True)
 SAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "load" / "recordings" / "sample.lfr.zst"
 
@@ -95,13 +97,30 @@ def _print_status(state: dict[str, Any]) -> None:
 
 
 @topics.command("apply")
-def topics_apply() -> None:
+def topics_apply(
+    replication_factor: Annotated[
+        int | None,
+        typer.Option(help="Override topics.toml's (1); 3 or more adds min.insync.replicas=2."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the topic settings instead of applying them.")] = False,
+) -> None:
     """Create missing topics and report drift; running it twice changes nothing."""
-    from pipeline.sources.topics import apply_topics, load_topic_specs
+    from pipeline.sources.topics import apply_topics, load_topic_specs, with_replication
 
     settings = _settings()
+    specs = load_topic_specs(settings.topic_prefix)
+    if replication_factor is not None:
+        specs = with_replication(specs, replication_factor)
+    if dry_run:
+        for spec in specs.values():
+            settings_text = " ".join(f"{key}={value}" for key, value in sorted(spec.config.items()))
+            sys.stdout.write(
+                f"{spec.name} partitions={spec.partitions} replication_factor={spec.replication_factor} "
+                f"{settings_text}\n"
+            )
+        return
     endpoints = _endpoints(settings)
-    report = asyncio.run(apply_topics(endpoints.kafka_bootstrap, load_topic_specs(settings.topic_prefix)))
+    report = asyncio.run(apply_topics(endpoints.kafka_bootstrap, specs))
     for name in report.created:
         console.print(f"[green]created[/green] {name}")
     for name in report.unchanged:
@@ -111,11 +130,22 @@ def topics_apply() -> None:
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="Print the variant for this cluster (Replicated, ON CLUSTER, Distributed)."),
+    ] = None,
+) -> None:
     """Apply pending ClickHouse migrations (schemas/clickhouse/migrations) and record them."""
     from pipeline.sinks.clickhouse import ChdbBusy, connect
+    from pipeline.sinks.migrations import load_migrations
     from pipeline.sinks.migrations import migrate as run_migrations
 
+    if cluster is not None:
+        from pipeline.sinks.cluster import cluster_script
+
+        sys.stdout.write(cluster_script(load_migrations(), cluster))
+        return
     settings = _settings()
     try:
         client = connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", "migrate")
@@ -500,6 +530,106 @@ def load_benchmark(
     charts = result.pop("charts")
     sys.stdout.write(render_text("benchmark", result) + "\n")
     console.print("charts: " + ", ".join(charts))
+
+
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        help="Reason kind: too_large, malformed_json, invalid_envelope, unknown_type, invalid_body, "
+        "failed_semantic_check, internal_error.",
+    ),
+]
+ContainsOption = Annotated[str | None, typer.Option("--contains", help="Only reasons containing this text.")]
+
+
+@dead_letters.command("list")
+def dead_letters_list(
+    kind: KindOption = None,
+    contains: ContainsOption = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (counts cover all).")] = 50,
+    output: Annotated[str, typer.Option("--format", help="table or json (one object per line).")] = "table",
+) -> None:
+    """Dead letters with their reasons, and counts by reason kind."""
+    from collections import Counter
+
+    from pipeline.deadletters import DeadLetterReader, LetterFilter
+
+    settings = _settings()
+    letters_filter = LetterFilter(kind, contains)
+
+    async def read() -> tuple[list[Any], Counter[str]]:
+        shown, kinds = [], Counter()
+        async with DeadLetterReader(_endpoints(settings).kafka_bootstrap, settings.topic("ingestion-deadletter")) as r:
+            async for letter in r.letters():
+                if letters_filter.accepts(letter):
+                    kinds[letter.kind] += 1
+                    if len(shown) < limit:
+                        shown.append(letter)
+        return shown, kinds
+
+    shown, kinds = asyncio.run(read())
+    if output == "json":
+        for letter in shown:
+            topic, partition, offset = letter.origin
+            line = {
+                "timestamp_ms": letter.timestamp_ms,
+                "kind": letter.kind,
+                "reason": letter.reason,
+                "key": (letter.key or b"").decode(errors="replace"),
+                "origin": {"topic": topic, "partition": partition, "offset": offset},
+                "payload_object": letter.payload_object,
+            }
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+    else:
+        table = Table("time (UTC)", "kind", "key", "reason", title=f"dead letters ({sum(kinds.values())})")
+        for letter in shown:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.timestamp_ms / 1000))
+            key = (letter.key or b"").decode(errors="replace")[:40]
+            table.add_row(at, letter.kind, key, letter.reason[:200])
+        Console().print(table)
+    for name, count in kinds.most_common():
+        console.print(f"{name}: {count}")
+
+
+@dead_letters.command("replay")
+def dead_letters_replay(
+    kind: KindOption = None,
+    contains: ContainsOption = None,
+    from_beginning: Annotated[
+        bool, typer.Option(help="Replay every letter, not only those since the last replay.")
+    ] = False,
+) -> None:
+    """Send dead letters back to the ingestion topic (original key, value and headers) after a fix."""
+    from pipeline.deadletters import DeadLetterReader, LetterFilter, replay_letters
+    from pipeline.producer import EventProducer
+    from pipeline.sinks.archive import open_store
+
+    settings = _settings()
+    endpoints = _endpoints(settings)
+
+    async def run() -> int:
+        store = open_store(
+            endpoints.archive_url, endpoints.s3_endpoint, endpoints.s3_access_key, endpoints.s3_secret_key
+        )
+        reader = DeadLetterReader(
+            endpoints.kafka_bootstrap,
+            settings.topic("ingestion-deadletter"),
+            f"{settings.consumer_group}-deadletter-replay",
+            from_beginning,
+        )
+        try:
+            async with reader, EventProducer(endpoints.kafka_bootstrap, settings.topic("ingestion")) as producer:
+                with _progress("replaying dead letters") as progress:
+                    task = progress.add_task("replay", total=None)
+                    return await replay_letters(
+                        reader, producer, store, LetterFilter(kind, contains), lambda _: progress.advance(task)
+                    )
+        finally:
+            await store.close()
+
+    count = asyncio.run(run())
+    console.print(f"replayed {count} dead letters to {settings.topic('ingestion')}")
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:

@@ -1,21 +1,45 @@
-"""Prometheus metrics of a worker (served on its ``/metrics``)."""
+"""Prometheus metrics of a worker (served on its ``/metrics``). Names follow Prometheus conventions: a unit
+suffix, ``_total`` for counters; label values come from small fixed sets, never from message content."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EVENTS = Counter("lfpipe_events_total", "Ingestion events by outcome", ["outcome"])
-DEAD_LETTERS = Counter("lfpipe_dead_letters_total", "Dead-lettered messages by event type", ["event_type"])
+EVENTS = Counter(
+    "lfpipe_events_total", "Ingestion events by outcome: consumed, processed, deduplicated, dead_lettered", ["outcome"]
+)
+DEAD_LETTERS = Counter(
+    "lfpipe_dead_letters_total", "Dead-lettered messages by event type and reason kind", ["event_type", "reason"]
+)
 BATCH_SIZE = Histogram(
     "lfpipe_batch_events", "Events per processed batch", buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000)
 )
+PROCESS_SECONDS = Histogram(
+    "lfpipe_batch_process_seconds", "Time to validate, dedup, merge and enrich one batch (stored-state reads included)"
+)
+TOKENIZER_SECONDS = Counter("lfpipe_tokenizer_seconds_total", "Time spent counting tokens for usage")
+MODEL_MATCH_MISSES = Counter(
+    "lfpipe_model_match_misses_total", "Observation rows naming a model that no model definition matches"
+)
 ROWS_WRITTEN = Counter("lfpipe_clickhouse_rows_total", "Rows inserted into ClickHouse", ["table"])
+INSERT_BYTES = Counter("lfpipe_clickhouse_written_bytes_total", "Bytes ClickHouse reports written by inserts")
 INSERT_SECONDS = Histogram("lfpipe_clickhouse_insert_seconds", "ClickHouse insert latency per batch")
-SINK_ERRORS = Counter("lfpipe_sink_errors_total", "Failed sink attempts (retried)", ["sink"])
+SINK_ERRORS = Counter(
+    "lfpipe_sink_errors_total",
+    "Failed attempts (retried): clickhouse, clickhouse-read, archive, dead-letter topic",
+    ["sink"],
+)
 ARCHIVE_OBJECTS = Counter("lfpipe_archive_objects_total", "Archive objects written")
-ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written")
+ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written (compressed)")
 ARCHIVE_SECONDS = Histogram("lfpipe_archive_write_seconds", "Archive write latency per batch")
 STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-memory merge state")
+DEDUP_IDS = Gauge("lfpipe_dedup_ids", "Event ids remembered for deduplication")
+ASSIGNED_PARTITIONS = Gauge("lfpipe_assigned_partitions", "Ingestion partitions assigned to this worker")
+CONSUMER_LAG = Gauge(
+    "lfpipe_consumer_lag_messages",
+    "Messages not yet committed by the group, per assigned partition (sampled every few seconds)",
+    ["partition"],
+)
 END_TO_END_SECONDS = Histogram(
     "lfpipe_end_to_end_seconds",
     "Message timestamp (produce time) to durable in ClickHouse and the archive",

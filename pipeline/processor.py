@@ -23,7 +23,7 @@ from pipeline.transforms.rows import (
     rows_for,
     stored_row_to_record_form,
 )
-from pipeline.transforms.validate import IngestionEvent, Rejected, parse_event
+from pipeline.transforms.validate import ENTITY_BY_TYPE, IngestionEvent, Rejected, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class DeadLetter:
     record: Record
     reason: str
     event_type: str = "unknown"
+    kind: str = "invalid_body"  # see ``Rejected.kind``; also failed_semantic_check, internal_error
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Processor:
                     out.archived.append(record)
                     continue
                 if isinstance(outcome, Rejected):
-                    out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record)))
+                    out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record), outcome.kind))
                     continue
                 event_record = to_record(outcome, self.catalog.score_config, record.headers)
                 out.archived.append(record)  # the archive keeps every valid message, repeats included
@@ -139,10 +140,12 @@ class Processor:
                 batch_ids.add(event_key)
                 parsed.append((outcome, event_record))
             except InvalidEvent as exc:
-                out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record)))
+                out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record), "failed_semantic_check"))
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason
                 log.exception("unexpected error processing offset %s", record.offset)
-                out.dead_letters.append(DeadLetter(record, f"internal error: {exc!r}", _peek_type(record)))
+                out.dead_letters.append(
+                    DeadLetter(record, f"internal error: {exc!r}", _peek_type(record), "internal_error")
+                )
 
         keys = {(r.entity, r.project_id, r.entity_id) for _, r in parsed}
         missing = sorted(key for key in keys if key not in self.states)
@@ -188,4 +191,5 @@ def _peek_type(record: Record) -> str:
     end = record.value.find(b'"', start + 1)
     if start < 0 or end < 0 or end - start > 40:
         return "unknown"
-    return record.value[start + 1 : end].decode(errors="replace")
+    name = record.value[start + 1 : end].decode(errors="replace")
+    return name if name in ENTITY_BY_TYPE else "unknown"  # a metric label: never arbitrary input

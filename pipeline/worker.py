@@ -1,7 +1,7 @@
 """The worker: a Faust agent that runs each batch through the processor and makes it durable.
 
-Durability order for every batch: archive object and ClickHouse rows (concurrently) -> dead letters -> ack. Faust commits
-only acked offsets, so a crash at any point leaves the batch uncommitted and it is consumed again; the
+Durability order for every batch: archive object and ClickHouse rows (concurrently) -> dead letters -> ack.
+Faust commits only acked offsets, so a crash at any point leaves the batch uncommitted and it is consumed again; the
 merge is order-independent and idempotent, so the second pass writes the same rows. A failing sink is
 retried with back-off until it recovers (backpressure: nothing more is fetched meanwhile).
 """
@@ -15,6 +15,7 @@ import os
 import random
 import resource
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -35,8 +36,9 @@ from pipeline.sinks.clickhouse import ClickHouseSink, connect
 from pipeline.sinks.migrations import require_migrated
 from pipeline.sources.config_feed import ConfigFeed
 from pipeline.sources.kafka import ingestion_topic, make_app, to_record
-from pipeline.sources.lag import consumer_lag
+from pipeline.sources.lag import OffsetReader, consumer_lag
 from pipeline.stack.processes import free_port
+from pipeline.transforms import tokenize
 from pipeline.transforms.catalog import Catalog
 
 log = logging.getLogger("lfpipe.worker")
@@ -52,6 +54,9 @@ class RunStats:
     last_event_at: float = field(default_factory=time.monotonic)
     busy: bool = False
     exiting: bool = False
+    assigned: set[int] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
+    tokenizer_seconds: float = 0.0
     # End-to-end latencies (message timestamp to durable), a uniform sample of at most LATENCY_SAMPLES.
     latencies: list[float] = field(default_factory=list)
     latency_count: int = 0
@@ -83,14 +88,21 @@ class RunStats:
         }
 
 
-async def retry_until_done(what: str, attempt: Callable[[], Awaitable[Any]], max_delay: float) -> Any:
+async def retry_until_done(
+    what: str, attempt: Callable[[], Awaitable[Any]], max_delay: float, failing: set[str]
+) -> Any:
+    """Backpressure: the batch waits here (nothing more is fetched) until ``what`` works again; ``failing``
+    names the sinks being retried, for /readyz."""
     delay = 0.2
     while True:
         try:
-            return await attempt()
+            result = await attempt()
+            failing.discard(what)
+            return result
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            failing.add(what)
             metrics.SINK_ERRORS.labels(what).inc()
             log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
@@ -102,6 +114,7 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     return [
         *record.headers,
         ("lfpipe.reason", letter.reason.encode()[:4096]),
+        ("lfpipe.reason-kind", letter.kind.encode()),
         ("lfpipe.topic", record.topic.encode()),
         ("lfpipe.partition", str(record.partition).encode()),
         ("lfpipe.offset", str(record.offset).encode()),
@@ -138,16 +151,16 @@ def build_worker(settings: Settings) -> faust.App:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
 
-        def insert() -> None:
+        def insert() -> int:
             # Rows before clocks: after a crash between the two, stored clocks are never newer than the
             # stored row, so re-applying the redelivered events restores both (the reverse order would
             # let a newer clock shadow a value the row never got).
-            for table, rows in out.rows.items():
-                clickhouse.insert_rows(table, rows)
-            clickhouse.insert_clocks(out.clocks, now_ms)
+            written = sum(clickhouse.insert_rows(table, rows) for table, rows in out.rows.items())
+            return written + clickhouse.insert_clocks(out.clocks, now_ms)
 
-        await clickhouse.run(insert)
+        written_bytes = await clickhouse.run(insert)
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+        metrics.INSERT_BYTES.inc(written_bytes)
         for table, rows in out.rows.items():
             metrics.ROWS_WRITTEN.labels(table).inc(len(rows))
 
@@ -177,12 +190,12 @@ def build_worker(settings: Settings) -> faust.App:
         # The archive and ClickHouse are independent and both must succeed before the ack, so they overlap.
         writes = []
         if out.archived:
-            writes.append(retry_until_done("archive", lambda: write_archive(out), limit))
+            writes.append(retry_until_done("archive", lambda: write_archive(out), limit, stats.failing))
         if out.rows:
-            writes.append(retry_until_done("clickhouse", lambda: write_clickhouse(out), limit))
+            writes.append(retry_until_done("clickhouse", lambda: write_clickhouse(out), limit, stats.failing))
         await asyncio.gather(*writes)
         if out.dead_letters:
-            await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit)
+            await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit, stats.failing)
 
     @app.task
     async def warm_up() -> None:
@@ -210,7 +223,9 @@ def build_worker(settings: Settings) -> faust.App:
                 stats.first_batch_at = stats.first_batch_at or time.monotonic()
                 records = [to_record(event) for event in events]
                 now_ms = int(time.time() * 1000)
+                started = time.perf_counter()
                 out = await clickhouse.run(processor.process, records, clickhouse.read_states_patiently, now_ms)
+                metrics.PROCESS_SECONDS.observe(time.perf_counter() - started)
                 await make_durable(out)
                 processor.mark_durable(out)
                 for event in events:
@@ -235,15 +250,45 @@ def build_worker(settings: Settings) -> faust.App:
         for outcome in ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log"):
             metrics.EVENTS.labels(outcome).inc(out.counts[outcome])
         for letter in out.dead_letters:
-            metrics.DEAD_LETTERS.labels(letter.event_type).inc()
+            metrics.DEAD_LETTERS.labels(letter.event_type, letter.kind).inc()
         metrics.BATCH_SIZE.observe(out.counts["consumed"])
         metrics.STATE_ENTITIES.set(len(processor.states))
+        metrics.DEDUP_IDS.set(len(processor.seen))
+        misses = sum(
+            1
+            for row in out.rows.get("observations", ())
+            if row.get("provided_model_name") and not row.get("internal_model_id") and not row.get("is_deleted")
+        )
+        metrics.MODEL_MATCH_MISSES.inc(misses)
+        spent = tokenize.seconds_spent
+        metrics.TOKENIZER_SECONDS.inc(spent - stats.tokenizer_seconds)
+        stats.tokenizer_seconds = spent
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **_: Any) -> None:
         # Another worker may now change these entities; re-read them from ClickHouse when they return.
         if revoked:
             await clickhouse.run(processor.forget)  # on the thread that runs batches, never mid-batch
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: Any, **_: Any) -> None:
+        stats.assigned = {tp.partition for tp in assigned if tp.topic == source.get_topic_name()}
+        metrics.ASSIGNED_PARTITIONS.set(len(stats.assigned))
+        metrics.CONSUMER_LAG.clear()
+
+    @app.timer(5.0)
+    async def sample_lag() -> None:
+        if not stats.assigned:
+            return
+        try:
+            async with OffsetReader(endpoints.kafka_bootstrap) as reader:
+                lags = await reader.lag_by_partition(settings.consumer_group, source.get_topic_name())
+        except Exception as exc:  # a metric, not worth more than a line while the broker is away
+            log.debug("lag sample failed: %s", exc)
+            return
+        for tp, lag in lags.items():
+            if tp.partition in stats.assigned:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
 
     if settings.exit_when_idle is not None:
         idle_seconds = settings.exit_when_idle
@@ -282,7 +327,21 @@ def build_worker(settings: Settings) -> faust.App:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
+        """Alive: the event loop answers."""
         return web.json({"status": "ok", "pid": os.getpid()})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        """Ready: the catalog is read, partitions are assigned, and no sink is being retried."""
+        problems = []
+        if not catalog_ready.is_set():
+            problems.append("reading the config topic")
+        if not stats.assigned:
+            problems.append("no partitions assigned")
+        failing = stats.failing | ({"clickhouse-read"} if clickhouse.read_failing else set())
+        problems += [f"{sink} is failing (retrying)" for sink in sorted(failing)]
+        body = {"ready": not problems, "problems": problems, "partitions": sorted(stats.assigned)}
+        return web.json(body, status=503 if problems else 200)
 
     return app
 
@@ -299,5 +358,7 @@ def warm_up_libraries() -> None:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    # Until Faust installs its own handler, SIGTERM means nothing was consumed yet: leave cleanly (exit 0).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = build_worker(settings)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

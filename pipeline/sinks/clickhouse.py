@@ -89,6 +89,7 @@ class ClickHouseSink:
         self.client = client
         self.retry_max_seconds = retry_max_seconds
         self.stopping = threading.Event()
+        self.read_failing = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._columns: dict[str, list[str]] = {}
 
@@ -105,22 +106,23 @@ class ClickHouseSink:
         return self._columns[table]
 
     def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert row dicts (timestamps in epoch ms); returns the number of rows."""
+        """Insert row dicts (timestamps in epoch ms); returns the bytes ClickHouse reports written."""
         if not rows:
             return 0
         names = [name for name in self.columns(table) if name in rows[0]]
         data = [[_to_datetime(row[name]) if name in DATETIME_COLUMNS else row[name] for name in names] for row in rows]
-        self.client.insert(table, data, column_names=names)
-        return len(rows)
+        return self.client.insert(table, data, column_names=names).written_bytes()
 
     def insert_clocks(self, clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> int:
+        """Insert merge clocks; returns the bytes ClickHouse reports written."""
         rows = [
             [project, entity, entity_id, orjson.dumps(clock).decode(), _to_datetime(now_ms)]
             for entity, project, entity_id, clock in clocks
         ]
-        if rows:
-            self.client.insert("merge_clocks", rows, column_names=["project_id", "entity", "id", "clocks", "event_ts"])
-        return len(rows)
+        if not rows:
+            return 0
+        columns = ["project_id", "entity", "id", "clocks", "event_ts"]
+        return self.client.insert("merge_clocks", rows, column_names=columns).written_bytes()
 
     def read_states(
         self, keys: Iterable[tuple[str, str, str]]
@@ -167,10 +169,13 @@ class ClickHouseSink:
         delay = 0.2
         while True:
             try:
-                return self.read_states(keys)
+                found = self.read_states(keys)
+                self.read_failing = False
+                return found
             except Exception as exc:
                 if self.stopping.is_set():
                     raise
+                self.read_failing = True
                 metrics.SINK_ERRORS.labels("clickhouse-read").inc()
                 log.warning("reading stored rows failed (%s); retrying in %.1fs", exc, delay)
                 self.stopping.wait(delay)

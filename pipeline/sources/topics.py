@@ -34,6 +34,16 @@ def load_topic_specs(prefix: str = "", path: Path = TOPICS_FILE) -> dict[str, To
     }
 
 
+def with_replication(specs: dict[str, TopicSpec], replication_factor: int) -> dict[str, TopicSpec]:
+    """The specs for a cluster: every topic replicated ``replication_factor`` times; from 3 replicas on, a
+    write needs 2 in sync (with the producers' acks=all, an acknowledged event survives losing a broker)."""
+    extra = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
+    return {
+        name: TopicSpec(spec.name, spec.partitions, replication_factor, {**spec.config, **extra})
+        for name, spec in specs.items()
+    }
+
+
 @dataclass
 class ApplyReport:
     created: list[str] = field(default_factory=list)

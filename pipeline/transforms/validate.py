@@ -166,6 +166,9 @@ class IngestionEvent:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
+    # A short stable category for metrics and dead-letter filters: too_large, malformed_json,
+    # invalid_envelope, unknown_type, invalid_body.
+    kind: str = "invalid_body"
 
 
 # ClickHouse DateTime64(3) holds 1900-01-01 to 2299-12-31 (UTC); anything outside would fail every insert.
@@ -198,15 +201,15 @@ def check_id(value: str, what: str) -> str | None:
 def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     """One Kafka message value to an event. ``None`` means a valid message that stores nothing (sdk-log)."""
     if len(raw) > max_bytes:
-        return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
+        return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes", "too_large")
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return Rejected(f"malformed JSON: {exc}")
+        return Rejected(f"malformed JSON: {exc}", "malformed_json")
     try:
         envelope = msgspec.convert(document, Envelope)
     except msgspec.ValidationError as exc:
-        return Rejected(f"invalid envelope: {exc}")
+        return Rejected(f"invalid envelope: {exc}", "invalid_envelope")
     rejected = _check_envelope(envelope)
     if rejected:
         return rejected
@@ -237,15 +240,15 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
 def _check_envelope(envelope: Envelope) -> Rejected | None:
     problem = check_id(envelope.id, "event id")
     if problem:
-        return Rejected(problem)
+        return Rejected(problem, "invalid_envelope")
     if not PROJECT_ID.fullmatch(envelope.project_id):
-        return Rejected("project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -")
+        return Rejected("project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -", "invalid_envelope")
     if envelope.type not in ENTITY_BY_TYPE:
-        return _reject(envelope, f"unknown event type {envelope.type!r}")
+        return _reject(envelope, f"unknown event type {envelope.type!r}", "unknown_type")
     try:
         parse_timestamp_ms(envelope.timestamp)
     except ValueError as exc:
-        return _reject(envelope, f"invalid envelope timestamp: {exc}")
+        return _reject(envelope, f"invalid envelope timestamp: {exc}", "invalid_envelope")
     return None
 
 
@@ -308,5 +311,5 @@ def _check_score(body: ScoreBody) -> str | None:
     return None
 
 
-def _reject(envelope: Envelope, reason: str) -> Rejected:
-    return Rejected(f"event {envelope.id!r}: {reason}")
+def _reject(envelope: Envelope, reason: str, kind: str = "invalid_body") -> Rejected:
+    return Rejected(f"event {envelope.id!r}: {reason}", kind)

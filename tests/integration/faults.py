@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,15 @@ from tests.reference import reference_rows
 # Settings that make faults cheap to inject: small batches (many commit points to die between) and a short
 # session timeout (a killed worker's partitions move on sooner).
 WORKER_SETTINGS = {"batch_max_events": 200, "batch_max_seconds": 0.3, "session_timeout_seconds": 6}
+
+
+def readiness(port: int) -> tuple[int, dict[str, Any]]:
+    """A worker's /readyz: status code and body."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
 
 
 def poison_records(rng: random.Random) -> list[Record]:
@@ -130,6 +141,8 @@ class FaultRun:
             metrics = scrape(port) or ""
             failures = sum(metric_value(metrics, "lfpipe_sink_errors_total", f'sink="{sink}"') for sink in felt_by)
             assert failures > 0, f"the {name} outage was not felt by the worker"
+            status, body = readiness(port)
+            assert status == 503 and any("failing" in problem for problem in body["problems"]), body
         start()
         if name == "kafka":
             self.produce(records[half:])

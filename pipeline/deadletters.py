@@ -1,0 +1,149 @@
+"""Dead letters for operators: read them with their reasons, and send them back to the ingestion topic after
+a fix (a new model, a score config, a corrected producer), with the original key, value and headers.
+
+A retried dead-letter send can write a letter twice; letters are told apart by the original partition and
+offset they carry, so each is shown and replayed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+
+from pipeline.producer import EventProducer
+from pipeline.recordfile import Record
+from pipeline.sinks.archive import ObjectStore
+from pipeline.sources.lag import OffsetReader
+
+HEADER_PREFIX = "lfpipe."
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One letter as stored in the dead-letter topic."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int
+    letter_partition: int
+    letter_offset: int
+
+    def header(self, name: str) -> str:
+        return next((value.decode(errors="replace") for key, value in self.headers if key == name), "")
+
+    @property
+    def reason(self) -> str:
+        return self.header("lfpipe.reason")
+
+    @property
+    def kind(self) -> str:
+        return self.header("lfpipe.reason-kind") or "unknown"
+
+    @property
+    def origin(self) -> tuple[str, str, str]:
+        """Where the original message was: topic, partition, offset."""
+        return self.header("lfpipe.topic"), self.header("lfpipe.partition"), self.header("lfpipe.offset")
+
+    @property
+    def payload_object(self) -> str | None:
+        """Object-storage key of the whole payload, for messages too large to keep in the topic."""
+        return self.header("lfpipe.payload-object") or None
+
+    def original(self, full_value: bytes | None = None) -> Record:
+        """The message as it was produced: lfpipe's headers removed, the whole payload restored."""
+        headers = [(key, value) for key, value in self.headers if not key.startswith(HEADER_PREFIX)]
+        return Record(
+            value=full_value or self.value, key=self.key, headers=tuple(headers), timestamp_ms=self.timestamp_ms
+        )
+
+
+@dataclass(frozen=True)
+class LetterFilter:
+    kind: str | None = None  # reason kind, e.g. failed_semantic_check
+    reason_contains: str | None = None
+    since_ms: int | None = None
+
+    def accepts(self, letter: DeadLetter) -> bool:
+        return (
+            (self.kind is None or letter.kind == self.kind)
+            and (self.reason_contains is None or self.reason_contains in letter.reason)
+            and (self.since_ms is None or letter.timestamp_ms >= self.since_ms)
+        )
+
+
+class DeadLetterReader:
+    """Reads the dead-letter topic up to its current end, each letter once. With a ``group`` the position is
+    remembered (``commit``), so the next reader starts after what was handled, unless ``from_beginning``."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str | None = None, from_beginning: bool = False) -> None:
+        self.bootstrap, self.topic, self.group, self.from_beginning = bootstrap, topic, group, from_beginning
+
+    async def __aenter__(self) -> DeadLetterReader:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False
+        )
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+
+    async def letters(self) -> AsyncIterator[DeadLetter]:
+        consumer = self.consumer
+        async with OffsetReader(self.bootstrap) as offsets:
+            ends = await offsets.end_offsets(self.topic)
+        partitions = sorted(ends)
+        consumer.assign(partitions)
+        for tp in partitions:
+            committed = await consumer.committed(tp) if self.group and not self.from_beginning else None
+            consumer.seek(tp, committed or 0)
+        seen: set[tuple[str, str, str]] = set()
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+                for message in messages:
+                    letter = DeadLetter(
+                        key=message.key,
+                        value=message.value or b"",
+                        headers=list(message.headers or ()),
+                        timestamp_ms=message.timestamp,
+                        letter_partition=tp.partition,
+                        letter_offset=message.offset,
+                    )
+                    if message.offset < ends[tp] and letter.origin not in seen:
+                        seen.add(letter.origin)
+                        yield letter
+
+    async def commit(self) -> None:
+        """Remember that every letter read so far was handled."""
+        if self.group:
+            await self.consumer.commit()
+
+
+async def replay_letters(
+    reader: DeadLetterReader,
+    producer: EventProducer,
+    store: ObjectStore | None,
+    letters_filter: LetterFilter,
+    progress: Callable[[DeadLetter], None] = lambda _: None,
+) -> int:
+    """Send matching letters back to the ingestion topic, then commit the reader's position (after the broker
+    has them all: a crash in between sends some twice, which the pipeline's dedup and merge absorb).
+    Returns how many were sent."""
+    sent = 0
+    async for letter in reader.letters():
+        if not letters_filter.accepts(letter):
+            continue
+        full = None
+        if letter.payload_object:
+            if store is None:
+                raise RuntimeError(f"the letter at offset {letter.letter_offset} keeps its payload in object storage")
+            full = await store.get(letter.payload_object)
+        await producer.send_record(letter.original(full))
+        sent += 1
+        progress(letter)
+    await producer.flush()
+    await reader.commit()
+    return sent
