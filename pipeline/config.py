@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         default=200_000, ge=100, description="Merged entities kept in memory; older ones are re-read on demand."
     )
     dedup_max_ids: int = Field(default=1_000_000, ge=1000, description="Recent event ids remembered for dedup.")
+    media_min_bytes: int = Field(
+        default=1024, ge=0, description="Base64 media at least this large (decoded) move to object storage."
+    )
+    media_max_bytes: int = Field(default=50_000_000, ge=1, description="Larger media stay inline.")
     retry_max_seconds: float = Field(
         default=30.0, gt=0, description="Longest back-off between retries of a failing sink."
     )

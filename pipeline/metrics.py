@@ -6,7 +6,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
-    "lfpipe_events_total", "Ingestion events by outcome: consumed, processed, deduplicated, dead_lettered", ["outcome"]
+    "lfpipe_events_total",
+    "Ingestion events by outcome: consumed, processed, deduplicated, dead_lettered, sdk_log, media_kept_inline",
+    ["outcome"],
 )
 DEAD_LETTERS = Counter(
     "lfpipe_dead_letters_total", "Dead-lettered messages by event type and reason kind", ["event_type", "reason"]
@@ -26,12 +28,14 @@ INSERT_BYTES = Counter("lfpipe_clickhouse_written_bytes_total", "Bytes ClickHous
 INSERT_SECONDS = Histogram("lfpipe_clickhouse_insert_seconds", "ClickHouse insert latency per batch")
 SINK_ERRORS = Counter(
     "lfpipe_sink_errors_total",
-    "Failed attempts (retried): clickhouse, clickhouse-read, archive, dead-letter topic",
+    "Failed attempts (retried): clickhouse, clickhouse-read, archive, media, dead-letter topic",
     ["sink"],
 )
 ARCHIVE_OBJECTS = Counter("lfpipe_archive_objects_total", "Archive objects written")
 ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written (compressed)")
 ARCHIVE_SECONDS = Histogram("lfpipe_archive_write_seconds", "Archive write latency per batch")
+MEDIA_OBJECTS = Counter("lfpipe_media_objects_total", "Media objects written to object storage")
+MEDIA_BYTES = Counter("lfpipe_media_bytes_total", "Media bytes written to object storage")
 STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-memory merge state")
 DEDUP_IDS = Gauge("lfpipe_dedup_ids", "Event ids remembered for deduplication")
 ASSIGNED_PARTITIONS = Gauge("lfpipe_assigned_partitions", "Ingestion partitions assigned to this worker")

@@ -12,8 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import UNSET
+
 from pipeline.recordfile import Record
 from pipeline.transforms.catalog import Catalog
+from pipeline.transforms.media import Extraction, Limits, MediaObject, extract
 from pipeline.transforms.merge import EntityState, apply_record, clocks_of, new_state, state_from_row
 from pipeline.transforms.records import EventRecord, InvalidEvent, to_record
 from pipeline.transforms.rows import (
@@ -26,6 +29,8 @@ from pipeline.transforms.rows import (
 from pipeline.transforms.validate import ENTITY_BY_TYPE, IngestionEvent, Rejected, parse_event
 
 log = logging.getLogger(__name__)
+MEDIA_FIELDS = ("input", "output", "metadata")
+MEDIA_MARK = b"@@@langfuseMedia:"
 
 EntityKey = tuple[str, str, str]
 StoredState = tuple[dict[str, Any], dict[str, Any]]
@@ -48,6 +53,7 @@ class BatchOutput:
     archived: list[Record] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     new_event_ids: list[tuple[str, str]] = field(default_factory=list)
+    media: dict[tuple[str, str], MediaObject] = field(default_factory=dict)  # by (project, media id)
 
 
 class BoundedSet:
@@ -105,8 +111,16 @@ class StateStore:
 
 
 class Processor:
-    def __init__(self, catalog: Catalog, max_event_bytes: int, state_limit: int, dedup_limit: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        max_event_bytes: int,
+        state_limit: int,
+        dedup_limit: int,
+        media_limits: Limits | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.media_limits = media_limits or Limits()
         self.max_event_bytes = max_event_bytes
         self.states = StateStore(state_limit)
         self.seen = BoundedSet(dedup_limit)
@@ -131,14 +145,18 @@ class Processor:
                 if isinstance(outcome, Rejected):
                     out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record), outcome.kind))
                     continue
-                event_record = to_record(outcome, self.catalog.score_config, record.headers)
-                out.archived.append(record)  # the archive keeps every valid message, repeats included
                 event_key = (outcome.project_id, outcome.event_id)
                 if event_key in self.seen or event_key in batch_ids:
+                    out.archived.append(record)  # the archive keeps every valid message, repeats included
                     out.counts["deduplicated"] += 1
                     continue
+                found = self._extract_media(record, outcome)
+                event_record = to_record(outcome, self.catalog.score_config, record.headers)
+                out.archived.append(record)
                 batch_ids.add(event_key)
                 parsed.append((outcome, event_record))
+                if found is not None:
+                    _add_media(out, outcome, found, now_ms)
             except InvalidEvent as exc:
                 out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record), "failed_semantic_check"))
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason
@@ -176,10 +194,53 @@ class Processor:
         out.counts["dead_lettered"] = len(out.dead_letters)
         return out
 
+    def _extract_media(self, record: Record, event: IngestionEvent) -> Extraction | None:
+        # A cheap test on the raw bytes first: most events carry neither base64 nor media tokens.
+        if b";base64," not in record.value and b'"data"' not in record.value and MEDIA_MARK not in record.value:
+            return None
+        found = Extraction()
+        for field_name in MEDIA_FIELDS:
+            value = getattr(event.body, field_name, UNSET)
+            if value is not UNSET and value is not None:
+                setattr(event.body, field_name, extract(value, field_name, self.media_limits, found))
+        return found if found.references or found.kept_inline else None
+
     def mark_durable(self, out: BatchOutput) -> None:
         """Only now may these events count as seen (marking earlier is Langfuse's bug #16017)."""
         self.seen.add_all(out.new_event_ids)
         self.states.trim()
+
+
+def _add_media(out: BatchOutput, event: IngestionEvent, found: Extraction, now_ms: int) -> None:
+    """Objects to store (once per project and id) and one link row per reference."""
+    body = event.body
+    observation_id = event.entity_id if event.entity == "observation" else ""
+    trace_id = event.entity_id if event.entity == "trace" else getattr(body, "traceId", None) or observation_id
+    objects = {media.media_id: media for media in found.objects}
+    for media in objects.values():
+        out.media.setdefault((event.project_id, media.media_id), media)
+    out.counts["media_kept_inline"] += found.kept_inline
+    for reference in found.references:
+        stored = objects.get(reference.media_id)
+        out.rows.setdefault("media", []).append(
+            {
+                "project_id": event.project_id,
+                "media_id": reference.media_id,
+                "trace_id": trace_id,
+                "observation_id": observation_id,
+                "field": reference.field,
+                "content_type": reference.content_type,
+                "sha_256_hash": stored.sha256 if stored else "",
+                "content_length": len(stored.content) if stored else 0,
+                "bucket_path": media_key(event.project_id, stored) if stored else "",
+                "event_ts": now_ms,
+            }
+        )
+
+
+def media_key(project_id: str, media: MediaObject) -> str:
+    """Where a media object lives in object storage (Langfuse's layout: <project>/<id>.<ext>)."""
+    return f"media/{project_id}/{media.key}"
 
 
 def _peek_type(record: Record) -> str:

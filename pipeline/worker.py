@@ -29,7 +29,7 @@ from prometheus_client import generate_latest
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
-from pipeline.processor import BatchOutput, DeadLetter, Processor
+from pipeline.processor import BatchOutput, BoundedSet, DeadLetter, Processor, media_key
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import ArchiveSink, open_store
 from pipeline.sinks.clickhouse import ClickHouseSink, connect
@@ -40,6 +40,7 @@ from pipeline.sources.lag import OffsetReader, consumer_lag
 from pipeline.stack.processes import free_port
 from pipeline.transforms import tokenize
 from pipeline.transforms.catalog import Catalog
+from pipeline.transforms.media import Limits as MediaLimits
 
 log = logging.getLogger("lfpipe.worker")
 DEAD_LETTER_INLINE_BYTES = 1_000_000
@@ -143,7 +144,15 @@ def build_worker(settings: Settings) -> faust.App:
     catalog = Catalog.with_defaults()
     config_feed = ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog)
     catalog_ready = asyncio.Event()
-    processor = Processor(catalog, settings.max_event_bytes, settings.state_max_entities, settings.dedup_max_ids)
+    processor = Processor(
+        catalog,
+        settings.max_event_bytes,
+        settings.state_max_entities,
+        settings.dedup_max_ids,
+        MediaLimits(settings.media_min_bytes, settings.media_max_bytes),
+    )
+    # Content-addressed keys: an object stored once needs no second PUT (a bounded memory of what was).
+    uploaded_media = BoundedSet(100_000)
     stats = RunStats()
     summary_path = settings.summary_file or settings.stack_dir / "worker-summary.json"
 
@@ -185,8 +194,22 @@ def build_worker(settings: Settings) -> faust.App:
             pending.append(await app.producer.send(dead_letter_topic, letter.record.key, value, None, None, headers))
         await asyncio.gather(*pending)
 
+    async def write_media(out: BatchOutput) -> None:
+        for (project_id, media_id), media in out.media.items():
+            if (project_id, media_id) in uploaded_media:
+                continue
+            started = time.perf_counter()
+            await archive.store.put(media_key(project_id, media), media.content)
+            metrics.MEDIA_OBJECTS.inc()
+            metrics.MEDIA_BYTES.inc(len(media.content))
+            metrics.ARCHIVE_SECONDS.observe(time.perf_counter() - started)
+            uploaded_media.add_all([(project_id, media_id)])
+
     async def make_durable(out: BatchOutput) -> None:
         limit = settings.retry_max_seconds
+        if out.media:
+            # Objects before the rows whose tokens point at them.
+            await retry_until_done("media", lambda: write_media(out), limit, stats.failing)
         # The archive and ClickHouse are independent and both must succeed before the ack, so they overlap.
         writes = []
         if out.archived:
@@ -247,7 +270,7 @@ def build_worker(settings: Settings) -> faust.App:
 
     def _count(out: BatchOutput) -> None:
         stats.counts.update(out.counts)
-        for outcome in ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log"):
+        for outcome in ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log", "media_kept_inline"):
             metrics.EVENTS.labels(outcome).inc(out.counts[outcome])
         for letter in out.dead_letters:
             metrics.DEAD_LETTERS.labels(letter.event_type, letter.kind).inc()

@@ -17,6 +17,11 @@ ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)\(([^)]*)\)", re.IGNORECASE)
 ALTER = re.compile(r"^ALTER TABLE (\w+)\b", re.IGNORECASE)
 
 
+DEFAULT_SHARDING = "cityHash64(project_id, id)"
+# Media links have no id of their own: they follow their trace, like the trace's other rows.
+SHARDING = {"media": "cityHash64(project_id, trace_id)"}
+
+
 class UnsupportedStatement(ValueError):
     pass
 
@@ -45,9 +50,10 @@ def _create(body: str, table: str, cluster: str) -> list[str]:
     path = f"'/clickhouse/tables/{{shard}}/{{database}}/{table}_local', '{{replica}}'"
     replicated = f"ENGINE = Replicated{family}({path}{', ' + arguments if arguments else ''})"
     local = local[: engine.start()] + replicated + local[engine.end() :]
+    sharding = SHARDING.get(table, DEFAULT_SHARDING)
     distributed = (
         f"CREATE TABLE IF NOT EXISTS {table} ON CLUSTER '{cluster}' AS {table}_local\n"
-        f"ENGINE = Distributed('{cluster}', currentDatabase(), '{table}_local', cityHash64(project_id, id))"
+        f"ENGINE = Distributed('{cluster}', currentDatabase(), '{table}_local', {sharding})"
     )
     return [local, distributed]
 

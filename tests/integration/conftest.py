@@ -6,16 +6,13 @@ chDB folder and archive prefix.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.stack.local import stack_down, stack_up
-from pipeline.stack.processes import free_port
-from tests.integration.harness import ClickHouseFront, PipelineEnv
+from tests.integration.harness import PipelineEnv, create_pipeline
 
 
 @pytest.fixture(scope="session")
@@ -33,38 +30,19 @@ def pipeline_factory(stack: tuple[Path, dict], tmp_path: Path) -> Iterator[Calla
     """Makes isolated pipelines on the shared stack (topics applied, ClickHouse migrated)."""
     stack_dir, state = stack
 
-    fronts: list[ClickHouseFront] = []
+    pipelines: list[PipelineEnv] = []
 
     def make(shared_clickhouse: bool = False) -> PipelineEnv:
         """``shared_clickhouse``: ClickHouse behind a test HTTP front over chDB, so several workers can share it
         and a test can stop it; otherwise the worker embeds chDB."""
-        prefix = f"t{uuid.uuid4().hex[:8]}-"
-        workdir = tmp_path / prefix.rstrip("-")
-        workdir.mkdir()
-        clickhouse_url = f"chdb://{workdir / 'chdb'}"
-        front = None
-        if shared_clickhouse:
-            front = ClickHouseFront(workdir / "chdb", free_port(), workdir / "clickhouse-front.log")
-            fronts.append(front)
-            front.start()
-            clickhouse_url = front.url
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("LFPIPE_")},
-            "LFPIPE_STACK_DIR": str(stack_dir),
-            "LFPIPE_TOPIC_PREFIX": prefix,
-            "LFPIPE_CONSUMER_GROUP": f"{prefix}workers",
-            "LFPIPE_CLICKHOUSE_URL": clickhouse_url,
-            "LFPIPE_ARCHIVE_URL": f"s3://lfpipe/{prefix.rstrip('-')}",
-            "LFPIPE_SUMMARY_FILE": str(workdir / "worker-summary.json"),
-        }
-        pipeline = PipelineEnv(state, env, prefix, workdir, front)
-        pipeline.cli("topics", "apply")
-        pipeline.cli("migrate")
+        pipeline = create_pipeline(stack_dir, state, tmp_path, shared_clickhouse)
+        pipelines.append(pipeline)
         return pipeline
 
     yield make
-    for front in fronts:
-        front.stop()
+    for pipeline in pipelines:
+        if pipeline.clickhouse_front:
+            pipeline.clickhouse_front.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pipeline.sinks.clickhouse import connect
 
 client = connect(sys.argv[1], "test-dump")
 document = {}
-for table in ("traces", "observations", "scores"):
+for table in ("traces", "observations", "scores", "media"):
     result = client.query(f"SELECT * FROM {table} FINAL")
     document[table] = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
     document[f"{table}_versions"] = client.query(f"SELECT count() FROM {table}").result_rows[0][0]

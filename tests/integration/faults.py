@@ -22,7 +22,7 @@ from load.report import metric_value, scrape, worker_consumed
 from pipeline.recordfile import Record
 from pipeline.stack.local import stack_up
 from pipeline.stack.processes import free_port, read_state, stop_pid
-from tests.integration.harness import PipelineEnv, kill_hard
+from tests.integration.harness import ClickHouseFront, PipelineEnv, kill_hard
 from tests.integration.oracle import INVALID, archive_problems, mismatches, valid_events
 from tests.reference import reference_rows
 
@@ -162,6 +162,19 @@ class FaultRun:
 
     def start_services(self) -> None:
         stack_up(self.stack_dir)  # restarts what is down, on the same ports and data
+
+    def schedule(self, stream: list[Record], kills: int, outage_seconds: float, front: ClickHouseFront) -> None:
+        """The whole fault schedule over ``stream`` in quarters: ``kills`` SIGKILLs at random points, a broker
+        restart, ClickHouse down, then poison messages and object storage down."""
+        quarter = len(stream) // 4
+        self.kill_at_random_points(stream[:quarter], kills)
+        self.outage("kafka", 5, stream[quarter : 2 * quarter], lambda: self.stop_service("kafka"), self.start_services)
+        clickhouse_sinks = ("clickhouse", "clickhouse-read")
+        part = stream[2 * quarter : 3 * quarter]
+        self.outage("clickhouse", outage_seconds, part, front.stop, front.start, clickhouse_sinks)
+        self.add_poison(poison_records(self.rng))
+        stop_s3 = lambda: self.stop_service("s3")  # noqa: E731
+        self.outage("object storage", outage_seconds, stream[3 * quarter :], stop_s3, self.start_services, ("archive",))
 
     def add_poison(self, records: list[Record]) -> None:
         self.poison.update(record.value for record in records)

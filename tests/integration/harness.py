@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from pipeline.producer import EventProducer
 from pipeline.recordfile import Record, decode_records
 from pipeline.sinks.archive import open_store
 from pipeline.sources.lag import consumer_lag
-from pipeline.stack.processes import require_free, wait_for_port
+from pipeline.stack.processes import free_port, require_free, wait_for_port
 
 DUMP_SCRIPT = Path(__file__).with_name("dump_tables.py")
 FRONT_SCRIPT = Path(__file__).parent.parent / "chdb_front.py"
@@ -172,6 +173,35 @@ class PipelineEnv:
 
     def archive(self) -> list[Record]:
         return [record for data in self.objects("raw/").values() for record in decode_records(data)]
+
+
+def create_pipeline(
+    stack_dir: Path, stack_state: dict[str, Any], parent: Path, shared_clickhouse: bool = False
+) -> PipelineEnv:
+    """An isolated pipeline on a running stack: its own topics (applied), ClickHouse (migrated) and archive
+    prefix. ``shared_clickhouse`` puts ClickHouse behind the test HTTP front, for several workers and outages."""
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    workdir = parent / prefix.rstrip("-")
+    workdir.mkdir(parents=True)
+    clickhouse_url = f"chdb://{workdir / 'chdb'}"
+    front = None
+    if shared_clickhouse:
+        front = ClickHouseFront(workdir / "chdb", free_port(), workdir / "clickhouse-front.log")
+        front.start()
+        clickhouse_url = front.url
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LFPIPE_")},
+        "LFPIPE_STACK_DIR": str(stack_dir),
+        "LFPIPE_TOPIC_PREFIX": prefix,
+        "LFPIPE_CONSUMER_GROUP": f"{prefix}workers",
+        "LFPIPE_CLICKHOUSE_URL": clickhouse_url,
+        "LFPIPE_ARCHIVE_URL": f"s3://lfpipe/{prefix.rstrip('-')}",
+        "LFPIPE_SUMMARY_FILE": str(workdir / "worker-summary.json"),
+    }
+    pipeline = PipelineEnv(stack_state, env, prefix, workdir, front)
+    pipeline.cli("topics", "apply")
+    pipeline.cli("migrate")
+    return pipeline
 
 
 def kill_hard(process: subprocess.Popen[bytes]) -> None:

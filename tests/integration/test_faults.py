@@ -18,7 +18,7 @@ from load.generate import StreamShape, generate_stream
 from load.replay import Pace, replay
 from load.report import metric_value, scrape
 from pipeline.producer import EventProducer
-from tests.integration.faults import FaultRun, poison_records, readiness
+from tests.integration.faults import FaultRun, readiness
 from tests.integration.harness import PipelineEnv
 
 pytestmark = pytest.mark.integration
@@ -39,16 +39,7 @@ def test_faults_lose_nothing_and_duplicate_nothing(
     run = FaultRun(pipeline, stack[0], rng, say=print)
     shape = StreamShape(traces=600, seed=29, invalid=0.01, duplicates=0.02, out_of_order=0.05)
     stream = list(generate_stream(shape))
-    quarter = len(stream) // 4
-
-    run.kill_at_random_points(stream[:quarter], kills=10)
-    stop_kafka = lambda: run.stop_service("kafka")  # noqa: E731
-    run.outage("kafka", 5, stream[quarter : 2 * quarter], stop_kafka, run.start_services)
-    felt = ("clickhouse", "clickhouse-read")
-    run.outage("clickhouse", OUTAGE_SECONDS, stream[2 * quarter : 3 * quarter], front.stop, front.start, felt)
-    run.add_poison(poison_records(rng))
-    stop_s3 = lambda: run.stop_service("s3")  # noqa: E731
-    run.outage("object storage", OUTAGE_SECONDS, stream[3 * quarter :], stop_s3, run.start_services, ("archive",))
+    run.schedule(stream, kills=10, outage_seconds=OUTAGE_SECONDS, front=front)
 
     result = run.verify()
     assert result["kills_survived"] == 10

@@ -11,7 +11,8 @@ import pytest
 from pipeline.sinks.cluster import UnsupportedStatement, cluster_script, cluster_statements
 from pipeline.sinks.migrations import load_migrations
 
-TABLES = ("traces", "observations", "scores", "merge_clocks")
+TABLES = ("traces", "observations", "scores", "merge_clocks", "media")
+SHARDING = {"media": "cityHash64(project_id, trace_id)"}
 
 
 def test_every_table_becomes_a_replicated_local_table_and_a_distributed_table():
@@ -21,7 +22,8 @@ def test_every_table_becomes_a_replicated_local_table_and_a_distributed_table():
         assert f"'/clickhouse/tables/{{shard}}/{{database}}/{table}_local', '{{replica}}'" in script
         assert (
             f"CREATE TABLE IF NOT EXISTS {table} ON CLUSTER 'prod' AS {table}_local\n"
-            f"ENGINE = Distributed('prod', currentDatabase(), '{table}_local', cityHash64(project_id, id))"
+            f"ENGINE = Distributed('prod', currentDatabase(), '{table}_local', "
+            f"{SHARDING.get(table, 'cityHash64(project_id, id)')})"
         ) in script
     assert script.count("ENGINE = ReplicatedReplacingMergeTree(") == len(TABLES)
     assert (

@@ -1,0 +1,176 @@
+"""Media extraction: base64 payloads inside input, output and metadata become content-addressed objects, and
+the stored value gets Langfuse's media reference token in their place.
+
+Langfuse's SDKs do this client-side (the server only for OTel), so whatever they miss stays inline in
+ClickHouse rows. Here every path is covered:
+
+* data URIs (``data:<mime>;base64,<payload>``) that are a whole string value;
+* provider shapes with a separate type field: ``{"type": "base64", "media_type": ..., "data": ...}``
+  (Anthropic) and ``{"mime_type": ..., "data": ...}`` (Vertex, Gemini ``inline_data``);
+* reference tokens already in the payload (uploaded by an SDK) are recognised and linked, not re-stored.
+
+Ids follow Langfuse: the sha256 of the bytes, as URL-safe base64, cut to 22 characters; identical content
+gets the same id and object. A payload whose bytes do not match its declared type (by magic numbers) or do not
+decode stays inline: storing it under the wrong type would make it unreadable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+TOKEN = re.compile(r"^@@@langfuseMedia:type=([^|@]+)\|id=([A-Za-z0-9_-]{22})\|source=([a-z0-9_]+)@@@$")
+DATA_URI = re.compile(r"^data:([a-zA-Z0-9.+-]+/[a-zA-Z0-9.+-]+)(?:;[^;,]*)*;base64,", re.ASCII)
+MAX_DEPTH = 32  # deeper structures are left as they are (Langfuse stops at 10)
+
+# Magic numbers of the types that can be checked cheaply: type -> (offset, bytes) alternatives.
+SIGNATURES: dict[str, tuple[tuple[int, bytes], ...]] = {
+    "image/png": ((0, b"\x89PNG\r\n\x1a\n"),),
+    "image/jpeg": ((0, b"\xff\xd8\xff"),),
+    "image/jpg": ((0, b"\xff\xd8\xff"),),
+    "image/gif": ((0, b"GIF87a"), (0, b"GIF89a")),
+    "image/webp": ((8, b"WEBP"),),
+    "application/pdf": ((0, b"%PDF-"),),
+    "audio/wav": ((8, b"WAVE"),),
+    "audio/x-wav": ((8, b"WAVE"),),
+    "audio/mpeg": ((0, b"ID3"), (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2")),
+    "audio/mp3": ((0, b"ID3"), (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2")),
+    "audio/ogg": ((0, b"OggS"),),
+    "audio/flac": ((0, b"fLaC"),),
+    "video/mp4": ((4, b"ftyp"),),
+}
+EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/jpg": "jpg",
+    "image/svg+xml": "svg",
+    "audio/mpeg": "mp3",
+    "audio/x-wav": "wav",
+    "text/plain": "txt",
+}
+
+
+def content_address(content: bytes) -> tuple[str, str]:
+    """(media id, sha256): Langfuse's id is the URL-safe base64 digest cut to 22 characters; the hash is
+    kept whole, in standard base64 (44 characters)."""
+    digest = hashlib.sha256(content).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:22], base64.b64encode(digest).decode()
+
+
+def token(content_type: str, identifier: str, source: str) -> str:
+    return f"@@@langfuseMedia:type={content_type}|id={identifier}|source={source}@@@"
+
+
+def extension(content_type: str) -> str:
+    return EXTENSIONS.get(content_type, content_type.rsplit("/", 1)[-1].split("+")[0] or "bin")
+
+
+def matches_declared_type(content_type: str, content: bytes) -> bool:
+    """True when the bytes carry the declared type's magic number, or the type has none we can check."""
+    signatures = SIGNATURES.get(content_type.lower())
+    return signatures is None or any(content[offset : offset + len(magic)] == magic for offset, magic in signatures)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaObject:
+    media_id: str
+    sha256: str  # standard base64 of the digest, 44 characters, as Langfuse stores it
+    content_type: str
+    content: bytes
+
+    @property
+    def key(self) -> str:
+        return f"{self.media_id}.{extension(self.content_type)}"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaReference:
+    """A token in a stored value: which media, of what type, found in which field."""
+
+    media_id: str
+    content_type: str
+    field: str  # input, output or metadata
+
+
+@dataclass
+class Extraction:
+    objects: list[MediaObject] = field(default_factory=list)
+    references: list[MediaReference] = field(default_factory=list)
+    kept_inline: int = 0  # candidates left as they were: undecodable, mistyped, too small or too large
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    min_bytes: int = 1024  # smaller payloads cost less inline than as an object and a reference
+    max_bytes: int = 50_000_000
+
+
+def extract(value: Any, field_name: str, limits: Limits, found: Extraction) -> Any:
+    """``value`` with every extractable payload replaced by a token; what was found is added to ``found``."""
+    return _walk(value, field_name, limits, found, 0)
+
+
+def _walk(value: Any, field_name: str, limits: Limits, found: Extraction, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        return value
+    if isinstance(value, str):
+        return _from_string(value, field_name, limits, found)
+    if isinstance(value, list):
+        return [_walk(item, field_name, limits, found, depth + 1) for item in value]
+    if isinstance(value, dict):
+        replaced = _from_provider_shape(value, field_name, limits, found)
+        if replaced is not None:
+            return replaced
+        return {key: _walk(item, field_name, limits, found, depth + 1) for key, item in value.items()}
+    return value
+
+
+def _from_string(value: str, field_name: str, limits: Limits, found: Extraction) -> str:
+    if value.startswith("@@@langfuseMedia:"):
+        if reference := TOKEN.match(value):
+            found.references.append(MediaReference(reference.group(2), reference.group(1), field_name))
+        return value
+    if not value.startswith("data:") or (header := DATA_URI.match(value)) is None:
+        return value
+    stored = _store(header.group(1), value[header.end() :], "base64_data_uri", field_name, limits, found)
+    return stored or value
+
+
+def _from_provider_shape(value: dict[str, Any], field_name: str, limits: Limits, found: Extraction) -> Any:
+    data = value.get("data")
+    if not isinstance(data, str):
+        return None
+    if value.get("type") == "base64" and isinstance(value.get("media_type"), str):
+        content_type = value["media_type"]
+    elif isinstance(value.get("mime_type"), str):
+        content_type = value["mime_type"]
+    elif isinstance(value.get("mimeType"), str):
+        content_type = value["mimeType"]
+    else:
+        return None
+    stored = _store(content_type, data, "base64_data_uri", field_name, limits, found)
+    return None if stored is None else {**value, "data": stored}
+
+
+def _store(
+    content_type: str, encoded: str, source: str, field_name: str, limits: Limits, found: Extraction
+) -> str | None:
+    """The token for a base64 payload, recording the object; None (keep inline) when it does not qualify."""
+    if len(encoded) * 3 // 4 < limits.min_bytes:
+        return None
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        found.kept_inline += 1
+        return None
+    content_type = content_type.lower()
+    if len(content) > limits.max_bytes or not matches_declared_type(content_type, content):
+        found.kept_inline += 1
+        return None
+    identifier, sha256 = content_address(content)
+    found.objects.append(MediaObject(identifier, sha256, content_type, content))
+    found.references.append(MediaReference(identifier, content_type, field_name))
+    return token(content_type, identifier, source)
