@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from pipeline.producer import message_key
-from pipeline.recordfile import Record, decode_records
-from pipeline.sinks.archive import ObjectStore
+from pipeline.recordfile import Record
 
 # Body fields that name an entity: rewritten together so references between events stay intact.
 ID_FIELDS = ("id", "traceId", "parentObservationId", "observationId", "sessionId", "datasetRunId")
@@ -65,18 +64,6 @@ def paced(records: Iterable[Record], pace: Pace) -> Iterator[tuple[float, Record
             yield max(0.0, (record.timestamp_ms - first_ts) / 1000 / pace.speed), record
         else:
             yield 0.0, record
-
-
-async def archive_records(store: ObjectStore, prefix: str = "raw/") -> AsyncIterator[Record]:
-    """Records of the raw archive in object order, repeats (same topic, partition, offset) dropped."""
-    seen: set[tuple[str, int, int]] = set()
-    async for key in store.list(prefix):
-        for record in decode_records(await store.get(key)):
-            position = (record.topic, record.partition, record.offset)
-            if position in seen:
-                continue
-            seen.add(position)
-            yield record
 
 
 async def replay(

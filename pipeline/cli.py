@@ -423,10 +423,10 @@ def load_replay(
     rewrite: Annotated[str | None, typer.Option(help="Suffix for every id and project id.")] = None,
 ) -> None:
     """Produce a recording (or the raw archive) to the ingestion topic; as fast as possible by default."""
-    from load.replay import Pace, archive_records, replay
+    from load.replay import Pace, replay
     from pipeline.producer import EventProducer
     from pipeline.recordfile import read_records
-    from pipeline.sinks.archive import open_store
+    from pipeline.sinks.archive import archive_records, open_store
 
     settings = _settings()
     endpoints = _endpoints(settings)
@@ -530,6 +530,75 @@ def load_benchmark(
     charts = result.pop("charts")
     sys.stdout.write(render_text("benchmark", result) + "\n")
     console.print("charts: " + ", ".join(charts))
+
+
+@app.command()
+def rebuild(
+    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    from_time: Annotated[str | None, typer.Option(help="ISO time: messages produced at or after it.")] = None,
+    to_time: Annotated[str | None, typer.Option(help="ISO time: messages produced before it.")] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Rebuild into this database (created and migrated); default: in place.")
+    ] = None,
+) -> None:
+    """Re-derive the ClickHouse tables from the raw archive: into a fresh database, or in place (idempotent)."""
+    import re
+    from datetime import datetime
+
+    from pipeline.rebuild import Selection
+    from pipeline.rebuild import rebuild as run_rebuild
+    from pipeline.sinks.archive import open_store
+    from pipeline.sinks.clickhouse import ChdbBusy, ClickHouseSink, connect
+    from pipeline.sinks.migrations import migrate as run_migrations
+    from pipeline.sinks.migrations import require_migrated
+    from pipeline.sources.config_feed import ConfigFeed
+    from pipeline.transforms.catalog import Catalog
+
+    def ms(value: str | None) -> int | None:
+        return None if value is None else int(datetime.fromisoformat(value).timestamp() * 1000)
+
+    settings = _settings()
+    endpoints = _endpoints(settings)
+    try:
+        client = connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", "rebuild")
+    except ChdbBusy as exc:
+        _fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
+    if database is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+            _fail(f"{database!r} is not a plain database name")
+        client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        client.database = database
+        run_migrations(client)
+    else:
+        require_migrated(client)
+    selection = Selection(project, ms(from_time), ms(to_time))
+
+    async def run() -> Any:
+        # Models and score configs as the workers have them: a rebuild must price and validate the same way.
+        catalog = Catalog.with_defaults()
+        feed = ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog)
+        await feed.start()
+        await feed.stop()
+        store = open_store(
+            endpoints.archive_url, endpoints.s3_endpoint, endpoints.s3_access_key, endpoints.s3_secret_key
+        )
+        sink = ClickHouseSink(client, settings.retry_max_seconds)
+        try:
+            with _progress("rebuilding") as progress:
+                task = progress.add_task("rebuild", total=None)
+                return await run_rebuild(
+                    store, sink, catalog, selection, settings.max_event_bytes, lambda n: progress.advance(task, n)
+                )
+        finally:
+            await store.close()
+            sink.close()
+
+    report = asyncio.run(run())
+    target = f"database {database}" if database else "place"
+    console.print(
+        f"rebuilt {report.events} events from {report.records} archived messages in {target}: "
+        f"{report.rows} rows, {report.media_objects} media objects"
+    )
 
 
 KindOption = Annotated[

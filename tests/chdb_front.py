@@ -39,9 +39,13 @@ class Engine:
     def __init__(self, path: str) -> None:
         self.connection = chdb.connect(path)
         self.lock = threading.Lock()  # one chDB connection: one statement at a time
+        self.database = "default"
 
-    def run(self, sql: bytes, params: dict[str, str], default_format: str) -> bytes:
+    def run(self, sql: bytes, params: dict[str, str], default_format: str, database: str) -> bytes:
         with self.lock:
+            if database != self.database:  # the connection is shared: each request names its database
+                self.connection.query(f"USE `{database}`", "TabSeparated")
+                self.database = database
             match = INSERT_DATA.match(sql)
             if match and len(sql) > match.end():
                 return self._insert(sql[: match.start(1)].decode(), match.group(1).decode(), sql[match.end() :])
@@ -106,7 +110,8 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
             sql = (query.get("query", "").encode() + b"\n" + body) if "query" in query else body
             params = {name.removeprefix("param_"): value for name, value in query.items() if name.startswith("param_")}
             try:
-                data = engine.run(sql, params, query.get("default_format", "TabSeparated"))
+                fmt = query.get("default_format", "TabSeparated")
+                data = engine.run(sql, params, fmt, query.get("database") or "default")
             except Exception as exc:
                 message = str(exc)
                 code = ERROR_CODE.search(message)

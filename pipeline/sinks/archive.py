@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.recordfile import Record, encode_records
+from pipeline.recordfile import Record, decode_records, encode_records
 
 ARCHIVE_SUFFIX = ".lfr.zst"
 
@@ -168,3 +168,15 @@ class ArchiveSink:
         key = archive_key(records)
         await self.store.put(key, data)
         return key, len(data)
+
+
+async def archive_records(store: ObjectStore, prefix: str = "raw/") -> AsyncIterator[Record]:
+    """Records of the raw archive in object order, repeats (same topic, partition, offset) dropped."""
+    seen: set[tuple[str, int, int]] = set()
+    async for key in store.list(prefix):
+        for record in decode_records(await store.get(key)):
+            position = (record.topic, record.partition, record.offset)
+            if position in seen:
+                continue
+            seen.add(position)
+            yield record
