@@ -16,6 +16,7 @@ from msgspec import UNSET
 
 from pipeline.recordfile import Record
 from pipeline.transforms.catalog import Catalog
+from pipeline.transforms.deletion import TraceDeletion
 from pipeline.transforms.media import Extraction, Limits, MediaObject, extract
 from pipeline.transforms.merge import EntityState, apply_record, clocks_of, new_state, state_from_row
 from pipeline.transforms.records import EventRecord, InvalidEvent, to_record
@@ -54,6 +55,7 @@ class BatchOutput:
     counts: Counter[str] = field(default_factory=Counter)
     new_event_ids: list[tuple[str, str]] = field(default_factory=list)
     media: dict[tuple[str, str], MediaObject] = field(default_factory=dict)  # by (project, media id)
+    deletions: list[TraceDeletion] = field(default_factory=list)
 
 
 class BoundedSet:
@@ -102,6 +104,10 @@ class StateStore:
         self._states[state.key] = state
         self._states.move_to_end(state.key)
 
+    def discard(self, condition: Callable[[EntityState], bool]) -> None:
+        for key in [key for key, state in self._states.items() if condition(state)]:
+            del self._states[key]
+
     def trim(self) -> None:
         while len(self._states) > self.limit:
             self._states.popitem(last=False)
@@ -124,6 +130,13 @@ class Processor:
         self.max_event_bytes = max_event_bytes
         self.states = StateStore(state_limit)
         self.seen = BoundedSet(dedup_limit)
+
+    def forget_trace(self, deletion: TraceDeletion) -> None:
+        """Drop a deleted trace's entities from memory, so later events start from ClickHouse (where the
+        deletion is stored) rather than from the state before it."""
+        self.states.discard(
+            lambda state: state.project_id == deletion.project_id and state.trace_id == deletion.trace_id
+        )
 
     def forget(self) -> None:
         """Drop in-memory state, for example when partitions move to another worker."""
@@ -149,6 +162,13 @@ class Processor:
                 if event_key in self.seen or event_key in batch_ids:
                     out.archived.append(record)  # the archive keeps every valid message, repeats included
                     out.counts["deduplicated"] += 1
+                    continue
+                if outcome.entity == "trace_deletion":
+                    # Applied after this batch's rows are durable; not archived, so nothing of it remains.
+                    out.deletions.append(TraceDeletion(outcome.project_id, outcome.entity_id))
+                    batch_ids.add(event_key)
+                    out.new_event_ids.append(event_key)
+                    out.counts["processed"] += 1
                     continue
                 found = self._extract_media(record, outcome)
                 event_record = to_record(outcome, self.catalog.score_config, record.headers)

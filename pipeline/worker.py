@@ -33,6 +33,7 @@ from pipeline.processor import BatchOutput, BoundedSet, DeadLetter, Processor, m
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import ArchiveSink, open_store
 from pipeline.sinks.clickhouse import ClickHouseSink, connect
+from pipeline.sinks.deletion import delete_trace
 from pipeline.sinks.migrations import require_migrated
 from pipeline.sources.config_feed import ConfigFeed
 from pipeline.sources.kafka import ingestion_topic, make_app, to_record
@@ -205,6 +206,13 @@ def build_worker(settings: Settings) -> faust.App:
             metrics.ARCHIVE_SECONDS.observe(time.perf_counter() - started)
             uploaded_media.add_all([(project_id, media_id)])
 
+    async def apply_deletions(out: BatchOutput) -> None:
+        for deletion in out.deletions:
+            report = await delete_trace(deletion, clickhouse, archive.store, int(time.time() * 1000))
+            await clickhouse.run(processor.forget_trace, deletion)
+            metrics.TRACES_DELETED.inc()
+            log.info("deleted trace %s of project %s: %s", deletion.trace_id, deletion.project_id, report)
+
     async def make_durable(out: BatchOutput) -> None:
         limit = settings.retry_max_seconds
         if out.media:
@@ -217,6 +225,9 @@ def build_worker(settings: Settings) -> faust.App:
         if out.rows:
             writes.append(retry_until_done("clickhouse", lambda: write_clickhouse(out), limit, stats.failing))
         await asyncio.gather(*writes)
+        if out.deletions:
+            # After the batch's rows, so events of the deleted trace in the same batch go too.
+            await retry_until_done("deletion", lambda: apply_deletions(out), limit, stats.failing)
         if out.dead_letters:
             await retry_until_done("dead-letter topic", lambda: send_dead_letters(out), limit, stats.failing)
 

@@ -38,6 +38,7 @@ def archive_key(records: Sequence[Record], now: float | None = None) -> str:
 class ObjectStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes: ...
+    async def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> AsyncIterator[str]: ...
     async def close(self) -> None: ...
 
@@ -69,6 +70,9 @@ class LocalStore:
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, True)
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         base = self.root.resolve()
@@ -130,6 +134,10 @@ class S3Store:
         response = await client.get_object(Bucket=self.bucket, Key=self._full(key))
         async with response["Body"] as body:
             return await body.read()
+
+    async def delete(self, key: str) -> None:
+        client = await self._s3()
+        await client.delete_object(Bucket=self.bucket, Key=self._full(key))
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         client = await self._s3()

@@ -27,6 +27,8 @@ from pipeline import metrics
 from pipeline.transforms.rows import DATETIME_COLUMNS, RECORD_FIELDS, TABLE_BY_ENTITY
 
 LOCK_NAME = ".lfpipe-owner.json"
+# Where a trace's rows are, and the column that names the trace.
+TRACE_ROWS = (("traces", "id"), ("observations", "trace_id"), ("scores", "trace_id"), ("media", "trace_id"))
 log = logging.getLogger("lfpipe.clickhouse")
 
 
@@ -159,6 +161,47 @@ class ClickHouseSink:
                 key = (entity, project, row["id"])
                 found[key] = (row, clocks[key])
         return found
+
+    def trace_footprint(self, project_id: str, trace_id: str) -> tuple[int | None, list[tuple[str, str]]]:
+        """When the trace's rows were first written (epoch ms; None without rows), and its media links
+        (media id, bucket path)."""
+        parameters = {"project": project_id, "trace": trace_id}
+        firsts = []
+        for table, column in TRACE_ROWS[:3]:
+            first = self.client.query(
+                f"SELECT minOrNull(created_at) FROM {table} FINAL "
+                f"WHERE project_id = {{project:String}} AND {column} = {{trace:String}}",
+                parameters=parameters,
+            ).result_rows[0][0]
+            if first is not None:
+                firsts.append(int((first if first.tzinfo else first.replace(tzinfo=UTC)).timestamp() * 1000))
+        links = self.client.query(
+            "SELECT DISTINCT media_id, bucket_path FROM media FINAL "
+            "WHERE project_id = {project:String} AND trace_id = {trace:String}",
+            parameters=parameters,
+        ).result_rows
+        return (min(firsts) if firsts else None), [(media_id, path) for media_id, path in links]
+
+    def tombstone_trace(self, project_id: str, trace_id: str, now_ms: int) -> None:
+        """Newer deleted versions of every row of the trace; FINAL hides them from then on."""
+        version = f"fromUnixTimestamp64Milli({int(now_ms)})"
+        for table, column in TRACE_ROWS:
+            self.client.command(
+                f"INSERT INTO {table} SELECT * REPLACE (1 AS is_deleted, {version} AS event_ts) "
+                f"FROM {table} FINAL WHERE project_id = {{project:String}} AND {column} = {{trace:String}}",
+                parameters={"project": project_id, "trace": trace_id},
+            )
+
+    def linked_media(self, project_id: str, media_ids: list[str]) -> set[str]:
+        """Which of ``media_ids`` are still linked to a live row of the project."""
+        if not media_ids:
+            return set()
+        rows = self.client.query(
+            "SELECT DISTINCT media_id FROM media FINAL WHERE project_id = {project:String} "
+            "AND media_id IN {ids:Array(String)}",
+            parameters={"project": project_id, "ids": media_ids},
+        ).result_rows
+        return {row[0] for row in rows}
 
     def read_states_patiently(
         self, keys: Iterable[tuple[str, str, str]]

@@ -48,6 +48,11 @@ class EntityState:
     def key(self) -> tuple[str, str, str]:
         return (self.entity, self.project_id, self.entity_id)
 
+    @property
+    def trace_id(self) -> str | None:
+        """The trace the entity belongs to (a trace belongs to itself)."""
+        return self.entity_id if self.entity == "trace" else self.value("trace_id")
+
     def value(self, name: str, default: Any = None) -> Any:
         slot = self.fields.get(name)
         return default if slot is None else slot[1]

@@ -39,6 +39,7 @@ ENTITY_BY_TYPE: dict[str, str] = {
     },
     "span-update": "observation",
     "generation-update": "observation",
+    "trace-delete": "trace_deletion",
 }
 UPDATE_TYPES = frozenset({"span-update", "generation-update", "observation-update"})
 MAX_ID_LENGTH = 800
@@ -143,11 +144,18 @@ class SdkLogBody(msgspec.Struct):
     log: Json
 
 
+class TraceDeleteBody(msgspec.Struct):
+    """Deletes a trace with its observations, scores, archived payloads and unreferenced media."""
+
+    id: str | None = None
+
+
 BODY_TYPE_BY_ENTITY: dict[str, type[msgspec.Struct]] = {
     "sdk_log": SdkLogBody,
     "trace": TraceBody,
     "observation": ObservationBody,
     "score": ScoreBody,
+    "trace_deletion": TraceDeleteBody,
 }
 
 
