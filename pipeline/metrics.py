@@ -36,9 +36,7 @@ ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written (co
 ARCHIVE_SECONDS = Histogram("lfpipe_archive_write_seconds", "Archive write latency per batch")
 MEDIA_OBJECTS = Counter("lfpipe_media_objects_total", "Media objects written to object storage")
 MEDIA_BYTES = Counter("lfpipe_media_bytes_total", "Media bytes written to object storage")
-TRACES_DELETED = Counter(
-    "lfpipe_traces_deleted_total", "Traces deleted by trace-delete events"
-)
+TRACES_DELETED = Counter("lfpipe_traces_deleted_total", "Traces deleted by trace-delete events")
 STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-memory merge state")
 DEDUP_IDS = Gauge("lfpipe_dedup_ids", "Event ids remembered for deduplication")
 ASSIGNED_PARTITIONS = Gauge("lfpipe_assigned_partitions", "Ingestion partitions assigned to this worker")

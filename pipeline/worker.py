@@ -29,7 +29,7 @@ from prometheus_client import generate_latest
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
-from pipeline.processor import BatchOutput, BoundedSet, DeadLetter, Processor, media_key
+from pipeline.processor import BatchOutput, DeadLetter, Processor, media_key
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import ArchiveSink, open_store
 from pipeline.sinks.clickhouse import ClickHouseSink, connect
@@ -152,8 +152,6 @@ def build_worker(settings: Settings) -> faust.App:
         settings.dedup_max_ids,
         MediaLimits(settings.media_min_bytes, settings.media_max_bytes),
     )
-    # Content-addressed keys: an object stored once needs no second PUT (a bounded memory of what was).
-    uploaded_media = BoundedSet(100_000)
     stats = RunStats()
     summary_path = settings.summary_file or settings.stack_dir / "worker-summary.json"
 
@@ -196,15 +194,14 @@ def build_worker(settings: Settings) -> faust.App:
         await asyncio.gather(*pending)
 
     async def write_media(out: BatchOutput) -> None:
-        for (project_id, media_id), media in out.media.items():
-            if (project_id, media_id) in uploaded_media:
-                continue
+        # Always written, never remembered as written: a trace deletion (on any worker) may have removed the
+        # object since, and content-addressed keys make the write idempotent.
+        for (project_id, _), media in out.media.items():
             started = time.perf_counter()
             await archive.store.put(media_key(project_id, media), media.content)
             metrics.MEDIA_OBJECTS.inc()
             metrics.MEDIA_BYTES.inc(len(media.content))
             metrics.ARCHIVE_SECONDS.observe(time.perf_counter() - started)
-            uploaded_media.add_all([(project_id, media_id)])
 
     async def apply_deletions(out: BatchOutput) -> None:
         for deletion in out.deletions:
