@@ -148,6 +148,7 @@ class Processor:
         out.counts["consumed"] = len(records)
         parsed: list[tuple[IngestionEvent, EventRecord]] = []
         batch_ids: set[tuple[str, str]] = set()
+        with_media: list[tuple[IngestionEvent, Extraction]] = []
         for record in records:
             try:
                 outcome = parse_event(record.value, self.max_event_bytes)
@@ -176,7 +177,7 @@ class Processor:
                 batch_ids.add(event_key)
                 parsed.append((outcome, event_record))
                 if found is not None:
-                    _add_media(out, outcome, found, now_ms)
+                    with_media.append((outcome, found))
             except InvalidEvent as exc:
                 out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record), "failed_semantic_check"))
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason
@@ -207,6 +208,11 @@ class Processor:
             out.new_event_ids.append((event.project_id, event.event_id))
             out.counts["processed"] += 1
 
+        for event, found in with_media:
+            # After the merge: an update event may not name its trace, the merged observation does.
+            state = self.states.get((event.entity, event.project_id, event.entity_id))
+            _add_media(out, event, found, (state.trace_id if state else None) or event.entity_id, now_ms)
+
         models = self.catalog.model_table
         for key, state in touched.items():
             out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).extend(rows_for(state, now_ms, models))
@@ -231,11 +237,9 @@ class Processor:
         self.states.trim()
 
 
-def _add_media(out: BatchOutput, event: IngestionEvent, found: Extraction, now_ms: int) -> None:
+def _add_media(out: BatchOutput, event: IngestionEvent, found: Extraction, trace_id: str, now_ms: int) -> None:
     """Objects to store (once per project and id) and one link row per reference."""
-    body = event.body
     observation_id = event.entity_id if event.entity == "observation" else ""
-    trace_id = event.entity_id if event.entity == "trace" else getattr(body, "traceId", None) or observation_id
     objects = {media.media_id: media for media in found.objects}
     for media in objects.values():
         out.media.setdefault((event.project_id, media.media_id), media)

@@ -162,9 +162,11 @@ class ClickHouseSink:
                 found[key] = (row, clocks[key])
         return found
 
-    def trace_footprint(self, project_id: str, trace_id: str) -> tuple[int | None, list[tuple[str, str]]]:
-        """When the trace's rows were first written (epoch ms; None without rows), and its media links
-        (media id, bucket path)."""
+    def trace_footprint(
+        self, project_id: str, trace_id: str
+    ) -> tuple[int | None, frozenset[str], list[tuple[str, str]]]:
+        """When the trace's rows were first written (epoch ms; None without rows), the ids of its observations
+        and scores, and its media links (media id, bucket path)."""
         parameters = {"project": project_id, "trace": trace_id}
         firsts = []
         for table, column in TRACE_ROWS[:3]:
@@ -175,12 +177,21 @@ class ClickHouseSink:
             ).result_rows[0][0]
             if first is not None:
                 firsts.append(int((first if first.tzinfo else first.replace(tzinfo=UTC)).timestamp() * 1000))
+        members = self.client.query(
+            "SELECT id FROM observations FINAL WHERE project_id = {project:String} AND trace_id = {trace:String} "
+            "UNION ALL SELECT id FROM scores FINAL WHERE project_id = {project:String} AND trace_id = {trace:String}",
+            parameters=parameters,
+        ).result_rows
         links = self.client.query(
             "SELECT DISTINCT media_id, bucket_path FROM media FINAL "
             "WHERE project_id = {project:String} AND trace_id = {trace:String}",
             parameters=parameters,
         ).result_rows
-        return (min(firsts) if firsts else None), [(media_id, path) for media_id, path in links]
+        return (
+            min(firsts) if firsts else None,
+            frozenset(row[0] for row in members),
+            [(media_id, path) for media_id, path in links],
+        )
 
     def tombstone_trace(self, project_id: str, trace_id: str, now_ms: int) -> None:
         """Newer deleted versions of every row of the trace; FINAL hides them from then on."""

@@ -30,10 +30,10 @@ async def delete_trace(
 ) -> DeletionReport:
     report = DeletionReport()
     project, trace = deletion.project_id, deletion.trace_id
-    first_written_ms, links = await clickhouse.run(clickhouse.trace_footprint, project, trace)
+    first_written_ms, members, links = await clickhouse.run(clickhouse.trace_footprint, project, trace)
     await clickhouse.run(clickhouse.tombstone_trace, project, trace, now_ms)
     if first_written_ms is not None:
-        await _rewrite_archive(deletion, store, first_written_ms, now_ms, report)
+        await _rewrite_archive(deletion, members, store, first_written_ms, now_ms, report)
     still_linked = await clickhouse.run(clickhouse.linked_media, project, [media_id for media_id, _ in links])
     for media_id, path in links:
         if media_id not in still_linked and path:
@@ -43,7 +43,12 @@ async def delete_trace(
 
 
 async def _rewrite_archive(
-    deletion: TraceDeletion, store: ObjectStore, first_written_ms: int, now_ms: int, report: DeletionReport
+    deletion: TraceDeletion,
+    members: frozenset[str],
+    store: ObjectStore,
+    first_written_ms: int,
+    now_ms: int,
+    report: DeletionReport,
 ) -> None:
     # Archive objects are filed by the hour they were written, which is never before the trace's first row
     # was written (same batch); an hour of margin covers clock differences between workers.
@@ -51,7 +56,7 @@ async def _rewrite_archive(
         prefix = time.strftime("raw/%Y/%m/%d/%H/", time.gmtime(hour * 3600))
         async for key in store.list(prefix):
             records = list(decode_records(await store.get(key)))
-            kept = [record for record in records if not belongs_to_trace(record.value, deletion)]
+            kept = [record for record in records if not belongs_to_trace(record.value, deletion, members)]
             if len(kept) == len(records):
                 continue
             if kept:

@@ -17,11 +17,12 @@ class TraceDeletion:
     trace_id: str
 
 
-def belongs_to_trace(value: bytes, deletion: TraceDeletion) -> bool:
+def belongs_to_trace(value: bytes, deletion: TraceDeletion, member_ids: frozenset[str] = frozenset()) -> bool:
     """True for an archived message that carries the deleted trace's data: the trace itself, or an
-    observation or score of it (an observation without a trace id is its own trace)."""
-    if deletion.trace_id.encode() not in value:  # cheap: most messages are about other traces
-        return False
+    observation or score of it. ``member_ids`` are the ids of its observations and scores: their update
+    events need not repeat the trace id (an observation without a trace id is its own trace)."""
+    if deletion.trace_id.encode() not in value and not any(member.encode() in value for member in member_ids):
+        return False  # cheap: most messages are about other traces
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -33,4 +34,4 @@ def belongs_to_trace(value: bytes, deletion: TraceDeletion) -> bool:
         return False
     if event.get("type") in ("trace-create", "trace-delete"):
         return body.get("id") == deletion.trace_id
-    return (body.get("traceId") or body.get("id")) == deletion.trace_id
+    return (body.get("traceId") or body.get("id")) == deletion.trace_id or body.get("id") in member_ids

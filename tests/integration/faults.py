@@ -75,6 +75,7 @@ class FaultRun:
     kills: int = 0
     outages: list[str] = field(default_factory=list)
     say: Callable[[str], None] = lambda _: None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def produce(self, records: list[Record]) -> None:
         self.pipeline.produce(records)
@@ -83,7 +84,14 @@ class FaultRun:
     def start_worker(self) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
         worker = self.pipeline.start_worker(worker_web_port=port, **WORKER_SETTINGS)
+        self.workers.append(worker)
         return worker, port
+
+    def stop_workers(self) -> None:
+        """SIGKILL whatever a failed step left running (started here, stopped by PID)."""
+        for worker in self.workers:
+            if worker.poll() is None:
+                kill_hard(worker)
 
     def wait_consumed(
         self, worker: subprocess.Popen[bytes], port: int, at_least: float, patience: float | None = None
@@ -174,7 +182,8 @@ class FaultRun:
         self.outage("clickhouse", outage_seconds, part, front.stop, front.start, clickhouse_sinks)
         self.add_poison(poison_records(self.rng))
         stop_s3 = lambda: self.stop_service("s3")  # noqa: E731
-        self.outage("object storage", outage_seconds, stream[3 * quarter :], stop_s3, self.start_services, ("archive",))
+        storage = ("archive", "media")  # media objects go first when the batch has any
+        self.outage("object storage", outage_seconds, stream[3 * quarter :], stop_s3, self.start_services, storage)
 
     def add_poison(self, records: list[Record]) -> None:
         self.poison.update(record.value for record in records)

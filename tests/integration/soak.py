@@ -52,6 +52,7 @@ def soak(minutes: float, outage_seconds: float, kills_per_round: int, seed: int,
                 run.say(f"round {rounds} done, {len(run.produced)} events produced so far")
             result = run.verify()
         finally:
+            run.stop_workers()
             front.stop()
         result["rounds"] = rounds
         result["minutes"] = round((time.monotonic() - started) / 60, 1)

@@ -3,6 +3,8 @@ touches nothing else."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
 import pytest
 
@@ -56,7 +58,10 @@ def test_a_deleted_trace_leaves_nothing_behind(pipeline_env: PipelineEnv):
     of_trace = [r for r in produced if orjson.loads(r.value)["id"].startswith(f"{trace}-ev")]
     kept = [r for r in produced if r.value not in INVALID and r not in of_trace]
     assert of_trace
-    assert sorted(r.value for r in pipeline_env.archive()) == sorted(r.value for r in kept)
+    archived = {(r.partition, r.offset): r.value for r in pipeline_env.archive()}  # repeats dropped by offset
+    missing = Counter(r.value for r in kept) - Counter(archived.values())
+    extra = Counter(archived.values()) - Counter(r.value for r in kept)
+    assert (list(missing), list(extra)) == ([], [])
     # Its media objects are gone unless another live row still references them.
     still_referenced = {link["bucket_path"] for link in after["media"]}
     objects_after = pipeline_env.objects("media/")

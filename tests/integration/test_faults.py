@@ -39,9 +39,11 @@ def test_faults_lose_nothing_and_duplicate_nothing(
     run = FaultRun(pipeline, stack[0], rng, say=print)
     shape = StreamShape(traces=600, seed=29, invalid=0.01, duplicates=0.02, out_of_order=0.05)
     stream = list(generate_stream(shape))
-    run.schedule(stream, kills=10, outage_seconds=OUTAGE_SECONDS, front=front)
-
-    result = run.verify()
+    try:
+        run.schedule(stream, kills=10, outage_seconds=OUTAGE_SECONDS, front=front)
+        result = run.verify()
+    finally:
+        run.stop_workers()
     assert result["kills_survived"] == 10
     assert result["outages_survived"] == ["kafka", "clickhouse", "object storage"]
     assert result["row_mismatches"] == []
@@ -57,41 +59,45 @@ def test_scaling_one_to_three_and_back_during_a_replay(pipeline_factory: Callabl
     stream = list(generate_stream(StreamShape(traces=500, seed=41, invalid=0.01, duplicates=0.02)))
     run.produced.extend(stream)
 
-    async def replay_stream() -> None:
-        async with EventProducer(pipeline.bootstrap, pipeline.topic("ingestion")) as producer:
-            await replay(producer.send_record, stream, Pace(rate=len(stream) / 40))  # a 40 s replay
-            await producer.flush()
+    try:
 
-    replaying = threading.Thread(target=asyncio.run, args=(replay_stream(),))
-    first, first_port = run.start_worker()
-    run.wait_consumed(first, first_port, 0)
-    replaying.start()
-    run.wait_consumed(first, first_port, 200)
+        async def replay_stream() -> None:
+            async with EventProducer(pipeline.bootstrap, pipeline.topic("ingestion")) as producer:
+                await replay(producer.send_record, stream, Pace(rate=len(stream) / 40))  # a 40 s replay
+                await producer.flush()
 
-    # Scale out: two more workers join the group and take partitions while the replay runs.
-    extra = [run.start_worker() for _ in range(2)]
-    for worker, port in extra:
-        run.wait_consumed(worker, port, 1)
-    everyone = [(first, first_port), *extra]
-    deadline = time.monotonic() + 60
-    while sum(assigned_partitions(port) for _, port in everyone) != 12 or not all(
-        assigned_partitions(port) for _, port in everyone
-    ):
-        assert time.monotonic() < deadline, "the three workers should share the 12 partitions"
-        time.sleep(0.5)
-    status, body = readiness(first_port)
-    assert status == 200 and body["ready"] and body["partitions"], body
-    # Scale in: they leave gracefully (SIGTERM drains and exits 0) and the first worker takes everything back.
-    assert replaying.is_alive(), "the scale-in should happen while the replay runs"
-    stopping = time.monotonic()
-    for worker, _ in extra:
-        worker.terminate()
-    for worker, _ in extra:
-        assert worker.wait(60) == 0, pipeline.worker_logs()
-    assert time.monotonic() - stopping < 30, "SIGTERM drains within a bounded time"
-    replaying.join(120)
-    assert not replaying.is_alive()
-    run.finish(first)
+        replaying = threading.Thread(target=asyncio.run, args=(replay_stream(),))
+        first, first_port = run.start_worker()
+        run.wait_consumed(first, first_port, 0)
+        replaying.start()
+        run.wait_consumed(first, first_port, 200)
+
+        # Scale out: two more workers join the group and take partitions while the replay runs.
+        extra = [run.start_worker() for _ in range(2)]
+        for worker, port in extra:
+            run.wait_consumed(worker, port, 1)
+        everyone = [(first, first_port), *extra]
+        deadline = time.monotonic() + 60
+        while sum(assigned_partitions(port) for _, port in everyone) != 12 or not all(
+            assigned_partitions(port) for _, port in everyone
+        ):
+            assert time.monotonic() < deadline, "the three workers should share the 12 partitions"
+            time.sleep(0.5)
+        status, body = readiness(first_port)
+        assert status == 200 and body["ready"] and body["partitions"], body
+        # Scale in: they leave gracefully (SIGTERM drains and exits 0) and the first worker takes everything back.
+        assert replaying.is_alive(), "the scale-in should happen while the replay runs"
+        stopping = time.monotonic()
+        for worker, _ in extra:
+            worker.terminate()
+        for worker, _ in extra:
+            assert worker.wait(60) == 0, pipeline.worker_logs()
+        assert time.monotonic() - stopping < 30, "SIGTERM drains within a bounded time"
+        replaying.join(120)
+        assert not replaying.is_alive()
+        run.finish(first)
+    finally:
+        run.stop_workers()
 
     result = run.verify()
     assert result["row_mismatches"] == []

@@ -33,6 +33,13 @@ def test_the_trace_its_observations_and_scores_belong_to_it():
     assert belongs_to_trace(_event("span-create", {"id": "t1"}), DELETION)
 
 
+def test_updates_that_do_not_name_the_trace_belong_by_their_entity_id():
+    update = _event("generation-update", {"id": "gen-7", "output": "done"})
+    assert not belongs_to_trace(update, DELETION)
+    assert belongs_to_trace(update, DELETION, frozenset({"gen-7", "score-1"}))
+    assert not belongs_to_trace(_event("generation-update", {"id": "gen-8"}), DELETION, frozenset({"gen-7"}))
+
+
 def test_other_traces_projects_and_garbage_do_not():
     assert not belongs_to_trace(_event("trace-create", {"id": "t2", "name": "t1"}), DELETION)
     assert not belongs_to_trace(_event("trace-create", {"id": "t1"}, project="p2"), DELETION)

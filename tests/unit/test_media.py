@@ -6,6 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import orjson
+
+from pipeline.processor import Processor
+from pipeline.recordfile import Record
+from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.media import TOKEN, Extraction, Limits, extract
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -84,3 +89,18 @@ def test_a_type_without_a_known_signature_is_taken_as_declared():
     csv = b"a,b\n" * 600
     assert TOKEN.match(extract(_uri("text/csv", csv), "input", LIMITS, found))
     assert found.objects[0].key.endswith(".csv")
+
+
+def test_a_link_from_an_update_names_the_trace_of_the_merged_observation():
+    def event(n: int, event_type: str, body: dict) -> Record:
+        envelope = {"id": f"ev-{n}", "timestamp": f"2026-11-01T00:00:0{n}Z", "type": event_type, "project_id": "p"}
+        return Record(orjson.dumps({**envelope, "body": body}), offset=n)
+
+    processor = Processor(Catalog.with_defaults(), 1_000_000, 1000, 1000)
+    first = processor.process([event(1, "generation-create", {"id": "g", "traceId": "t"})], lambda keys: {}, 0)
+    processor.mark_durable(first)
+    update = event(2, "generation-update", {"id": "g", "output": {"image": _uri("image/png", PNG)}})
+    out = processor.process([update], lambda keys: {}, 0)
+    [link] = out.rows["media"]
+    assert (link["trace_id"], link["observation_id"], link["field"]) == ("t", "g", "output")
+    assert TOKEN.match(out.rows["observations"][0]["output"].split('"image":"')[1].split('"')[0])
