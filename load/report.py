@@ -200,6 +200,8 @@ async def observe(
         try:
             point = await probe.read(time.monotonic() - started)
         except KafkaError:  # e.g. no group coordinator yet on a fresh broker: try again next interval
+            if time.monotonic() - started >= max_seconds:
+                break
             await asyncio.sleep(interval)
             continue
         samples.points.append(point)

@@ -580,7 +580,11 @@ def rebuild(
         await feed.start()
         await feed.stop()
         store = open_store(
-            endpoints.archive_url, endpoints.s3_endpoint, endpoints.s3_access_key, endpoints.s3_secret_key
+            endpoints.archive_url,
+            endpoints.s3_endpoint,
+            endpoints.s3_access_key,
+            endpoints.s3_secret_key,
+            settings.s3_region,
         )
         sink = ClickHouseSink(client, settings.retry_max_seconds)
         try:
@@ -679,12 +683,17 @@ def dead_letters_replay(
 
     async def run() -> int:
         store = open_store(
-            endpoints.archive_url, endpoints.s3_endpoint, endpoints.s3_access_key, endpoints.s3_secret_key
+            endpoints.archive_url,
+            endpoints.s3_endpoint,
+            endpoints.s3_access_key,
+            endpoints.s3_secret_key,
+            settings.s3_region,
         )
+        letters_filter = LetterFilter(kind, contains)
         reader = DeadLetterReader(
             endpoints.kafka_bootstrap,
             settings.topic("ingestion-deadletter"),
-            f"{settings.consumer_group}-deadletter-replay",
+            f"{settings.consumer_group}-deadletter-replay-{letters_filter.name}",
             from_beginning,
         )
         try:
@@ -692,7 +701,7 @@ def dead_letters_replay(
                 with _progress("replaying dead letters") as progress:
                     task = progress.add_task("replay", total=None)
                     return await replay_letters(
-                        reader, producer, store, LetterFilter(kind, contains), lambda _: progress.advance(task)
+                        reader, producer, store, letters_filter, lambda _: progress.advance(task)
                     )
         finally:
             await store.close()

@@ -7,8 +7,10 @@ offset they carry, so each is shown and replayed once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -66,6 +68,14 @@ class LetterFilter:
     reason_contains: str | None = None
     since_ms: int | None = None
 
+    @property
+    def name(self) -> str:
+        """Stable and short: each filter remembers its own replay position, so replaying one kind of letter
+        never marks letters of another kind as replayed."""
+        if self == LetterFilter():
+            return "all"
+        return hashlib.sha256(repr((self.kind, self.reason_contains, self.since_ms)).encode()).hexdigest()[:12]
+
     def accepts(self, letter: DeadLetter) -> bool:
         return (
             (self.kind is None or letter.kind == self.kind)
@@ -80,6 +90,7 @@ class DeadLetterReader:
 
     def __init__(self, bootstrap: str, topic: str, group: str | None = None, from_beginning: bool = False) -> None:
         self.bootstrap, self.topic, self.group, self.from_beginning = bootstrap, topic, group, from_beginning
+        self._ends: dict[Any, int] = {}
 
     async def __aenter__(self) -> DeadLetterReader:
         self.consumer = AIOKafkaConsumer(
@@ -95,11 +106,15 @@ class DeadLetterReader:
         consumer = self.consumer
         async with OffsetReader(self.bootstrap) as offsets:
             ends = await offsets.end_offsets(self.topic)
+        self._ends = ends
         partitions = sorted(ends)
         consumer.assign(partitions)
         for tp in partitions:
             committed = await consumer.committed(tp) if self.group and not self.from_beginning else None
-            consumer.seek(tp, committed or 0)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)  # offset 0 may be gone with retention
+            else:
+                consumer.seek(tp, committed)
         seen: set[tuple[str, str, str]] = set()
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
@@ -117,9 +132,10 @@ class DeadLetterReader:
                         yield letter
 
     async def commit(self) -> None:
-        """Remember that every letter read so far was handled."""
-        if self.group:
-            await self.consumer.commit()
+        """Remember that every letter up to the end seen by ``letters`` was handled (not the fetch position,
+        which can run past it)."""
+        if self.group and self._ends:
+            await self.consumer.commit({tp: end for tp, end in self._ends.items()})
 
 
 async def replay_letters(

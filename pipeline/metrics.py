@@ -7,7 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "lfpipe_events_total",
-    "Ingestion events by outcome: consumed, processed, deduplicated, dead_lettered, sdk_log, media_kept_inline",
+    "Ingestion events by outcome: consumed, processed, deduplicated, dead_lettered, sdk_log",
     ["outcome"],
 )
 DEAD_LETTERS = Counter(
@@ -36,6 +36,10 @@ ARCHIVE_BYTES = Counter("lfpipe_archive_bytes_total", "Archive bytes written (co
 ARCHIVE_SECONDS = Histogram("lfpipe_archive_write_seconds", "Archive write latency per batch")
 MEDIA_OBJECTS = Counter("lfpipe_media_objects_total", "Media objects written to object storage")
 MEDIA_BYTES = Counter("lfpipe_media_bytes_total", "Media bytes written to object storage")
+MEDIA_SECONDS = Histogram("lfpipe_media_write_seconds", "Media object write latency")
+MEDIA_KEPT_INLINE = Counter(
+    "lfpipe_media_kept_inline_total", "Base64 payloads left inline: undecodable, not their declared type, too large"
+)
 TRACES_DELETED = Counter("lfpipe_traces_deleted_total", "Traces deleted by trace-delete events")
 STATE_ENTITIES = Gauge("lfpipe_merge_state_entities", "Entities held in the in-memory merge state")
 DEDUP_IDS = Gauge("lfpipe_dedup_ids", "Event ids remembered for deduplication")

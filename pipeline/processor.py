@@ -56,6 +56,7 @@ class BatchOutput:
     new_event_ids: list[tuple[str, str]] = field(default_factory=list)
     media: dict[tuple[str, str], MediaObject] = field(default_factory=dict)  # by (project, media id)
     deletions: list[TraceDeletion] = field(default_factory=list)
+    media_kept_inline: int = 0
 
 
 class BoundedSet:
@@ -161,7 +162,8 @@ class Processor:
                     continue
                 event_key = (outcome.project_id, outcome.event_id)
                 if event_key in self.seen or event_key in batch_ids:
-                    out.archived.append(record)  # the archive keeps every valid message, repeats included
+                    if outcome.entity != "trace_deletion":
+                        out.archived.append(record)  # the archive keeps every valid message, repeats included
                     out.counts["deduplicated"] += 1
                     continue
                 if outcome.entity == "trace_deletion":
@@ -243,7 +245,7 @@ def _add_media(out: BatchOutput, event: IngestionEvent, found: Extraction, trace
     objects = {media.media_id: media for media in found.objects}
     for media in objects.values():
         out.media.setdefault((event.project_id, media.media_id), media)
-    out.counts["media_kept_inline"] += found.kept_inline
+    out.media_kept_inline += found.kept_inline
     for reference in found.references:
         stored = objects.get(reference.media_id)
         out.rows.setdefault("media", []).append(

@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from pipeline.processor import BatchOutput, Processor, media_key
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import ObjectStore, archive_records
@@ -36,16 +38,21 @@ class Selection:
             return False
         if self.to_ms is not None and record.timestamp_ms >= self.to_ms:
             return False
-        # Keys are "<project>:<entity>:<id>" (topics/README.md), so the project is read without parsing.
-        return self.project_id is None or (record.key or b"").split(b":", 1)[0] == self.project_id.encode()
+        if self.project_id is None:
+            return True
+        if self.project_id.encode() not in record.value:  # cheap: most messages are of other projects
+            return False
+        try:
+            return orjson.loads(record.value).get("project_id") == self.project_id
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
 
     def hour_prefixes(self) -> list[str]:
-        """Archive folders that can hold the range (objects are filed by the hour they were written, which is
-        at or after the messages' timestamps), or the whole archive without a start."""
+        """Archive folders that can hold the range: objects are filed by the hour they were written, which is at
+        or after the messages' timestamps and may be much later (lag, outages), so up to now."""
         if self.from_ms is None:
             return ["raw/"]
-        end = self.to_ms if self.to_ms is not None else int(time.time() * 1000)
-        hours = range(self.from_ms // 3_600_000, end // 3_600_000 + 2)  # +1 h: written after the range ended
+        hours = range(self.from_ms // 3_600_000, int(time.time() * 1000) // 3_600_000 + 1)
         return [time.strftime("raw/%Y/%m/%d/%H/", time.gmtime(hour * 3600)) for hour in hours]
 
 

@@ -1,6 +1,7 @@
 """The worker: a Faust agent that runs each batch through the processor and makes it durable.
 
-Durability order for every batch: archive object and ClickHouse rows (concurrently) -> dead letters -> ack.
+Durability order for every batch: media objects -> archive object and ClickHouse rows (concurrently) ->
+trace deletions -> dead letters -> ack.
 Faust commits only acked offsets, so a crash at any point leaves the batch uncommitted and it is consumed again; the
 merge is order-independent and idempotent, so the second pass writes the same rows. A failing sink is
 retried with back-off until it recovers (backpressure: nothing more is fetched meanwhile).
@@ -201,7 +202,7 @@ def build_worker(settings: Settings) -> faust.App:
             await archive.store.put(media_key(project_id, media), media.content)
             metrics.MEDIA_OBJECTS.inc()
             metrics.MEDIA_BYTES.inc(len(media.content))
-            metrics.ARCHIVE_SECONDS.observe(time.perf_counter() - started)
+            metrics.MEDIA_SECONDS.observe(time.perf_counter() - started)
 
     async def apply_deletions(out: BatchOutput) -> None:
         for deletion in out.deletions:
@@ -278,7 +279,8 @@ def build_worker(settings: Settings) -> faust.App:
 
     def _count(out: BatchOutput) -> None:
         stats.counts.update(out.counts)
-        for outcome in ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log", "media_kept_inline"):
+        metrics.MEDIA_KEPT_INLINE.inc(out.media_kept_inline)
+        for outcome in ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log"):
             metrics.EVENTS.labels(outcome).inc(out.counts[outcome])
         for letter in out.dead_letters:
             metrics.DEAD_LETTERS.labels(letter.event_type, letter.kind).inc()

@@ -166,24 +166,26 @@ class ClickHouseSink:
         self, project_id: str, trace_id: str
     ) -> tuple[int | None, frozenset[str], list[tuple[str, str]]]:
         """When the trace's rows were first written (epoch ms; None without rows), the ids of its observations
-        and scores, and its media links (media id, bucket path)."""
+        and scores, and its media links (media id, bucket path). Every stored version counts, not only the
+        latest, so the answer is the same when a deletion is retried."""
         parameters = {"project": project_id, "trace": trace_id}
         firsts = []
         for table, column in TRACE_ROWS[:3]:
             first = self.client.query(
-                f"SELECT minOrNull(created_at) FROM {table} FINAL "
+                f"SELECT minOrNull(created_at) FROM {table} "
                 f"WHERE project_id = {{project:String}} AND {column} = {{trace:String}}",
                 parameters=parameters,
             ).result_rows[0][0]
             if first is not None:
                 firsts.append(int((first if first.tzinfo else first.replace(tzinfo=UTC)).timestamp() * 1000))
         members = self.client.query(
-            "SELECT id FROM observations FINAL WHERE project_id = {project:String} AND trace_id = {trace:String} "
-            "UNION ALL SELECT id FROM scores FINAL WHERE project_id = {project:String} AND trace_id = {trace:String}",
+            "SELECT DISTINCT id FROM observations WHERE project_id = {project:String} AND trace_id = {trace:String} "
+            "UNION DISTINCT SELECT DISTINCT id FROM scores "
+            "WHERE project_id = {project:String} AND trace_id = {trace:String}",
             parameters=parameters,
         ).result_rows
         links = self.client.query(
-            "SELECT DISTINCT media_id, bucket_path FROM media FINAL "
+            "SELECT DISTINCT media_id, bucket_path FROM media "
             "WHERE project_id = {project:String} AND trace_id = {trace:String}",
             parameters=parameters,
         ).result_rows
@@ -193,24 +195,29 @@ class ClickHouseSink:
             [(media_id, path) for media_id, path in links],
         )
 
-    def tombstone_trace(self, project_id: str, trace_id: str, now_ms: int) -> None:
-        """Newer deleted versions of every row of the trace; FINAL hides them from then on."""
-        version = f"fromUnixTimestamp64Milli({int(now_ms)})"
+    def delete_trace_rows(self, project_id: str, trace_id: str, members: frozenset[str]) -> None:
+        """Every stored version of the trace's rows and merge clocks, gone (lightweight deletes: the data
+        does not stay behind in a tombstone)."""
+        parameters = {"project": project_id, "trace": trace_id, "members": sorted(members)}
         for table, column in TRACE_ROWS:
             self.client.command(
-                f"INSERT INTO {table} SELECT * REPLACE (1 AS is_deleted, {version} AS event_ts) "
-                f"FROM {table} FINAL WHERE project_id = {{project:String}} AND {column} = {{trace:String}}",
-                parameters={"project": project_id, "trace": trace_id},
+                f"DELETE FROM {table} WHERE project_id = {{project:String}} AND {column} = {{trace:String}}",
+                parameters=parameters,
             )
+        self.client.command(
+            "DELETE FROM merge_clocks WHERE project_id = {project:String} AND ((entity = 'trace' AND id = "
+            "{trace:String}) OR (entity IN ('observation', 'score') AND id IN {members:Array(String)}))",
+            parameters=parameters,
+        )
 
-    def linked_media(self, project_id: str, media_ids: list[str]) -> set[str]:
-        """Which of ``media_ids`` are still linked to a live row of the project."""
+    def media_linked_elsewhere(self, project_id: str, trace_id: str, media_ids: list[str]) -> set[str]:
+        """Which of ``media_ids`` a live row of another trace of the project still references."""
         if not media_ids:
             return set()
         rows = self.client.query(
             "SELECT DISTINCT media_id FROM media FINAL WHERE project_id = {project:String} "
-            "AND media_id IN {ids:Array(String)}",
-            parameters={"project": project_id, "ids": media_ids},
+            "AND media_id IN {ids:Array(String)} AND trace_id != {trace:String}",
+            parameters={"project": project_id, "ids": media_ids, "trace": trace_id},
         ).result_rows
         return {row[0] for row in rows}
 

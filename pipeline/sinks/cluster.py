@@ -65,7 +65,17 @@ def cluster_script(migrations: list[Migration], cluster: str) -> str:
         "-- The worker reads what it has just written: give its user insert_distributed_sync = 1\n"
         "-- (distributed_foreground_insert = 1) so inserts reach the shards before the offsets are committed."
     ]
+    parts.append(
+        f"CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER '{cluster}' (version UInt32, name String, "
+        "checksum String, applied_at DateTime64(3) DEFAULT now64(3))\n"
+        # One path for every shard: the record of what was applied is the same everywhere.
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{database}/schema_migrations', '{replica}') "
+        "ORDER BY version;"
+    )
     for migration in migrations:
         parts.append(f"-- {migration.version:04d}_{migration.name}")
         parts += [f"{statement};" for statement in cluster_statements(migration.sql, cluster)]
+    # Recorded like `lfpipe migrate` records them (same checksums), so workers accept the cluster as migrated.
+    applied = ", ".join(f"({m.version}, '{m.name}', '{m.checksum}')" for m in migrations)
+    parts.append(f"INSERT INTO schema_migrations (version, name, checksum) VALUES {applied};")
     return "\n\n".join(parts) + "\n"

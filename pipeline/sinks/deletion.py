@@ -1,5 +1,5 @@
-"""Trace deletion, the I/O part: tombstones in ClickHouse, archive objects rewritten without the trace's
-messages, media objects deleted once nothing references them.
+"""Trace deletion, the I/O part: archive objects rewritten without the trace's messages, media objects deleted
+unless another trace references them, then the trace's rows and merge clocks deleted from ClickHouse.
 
 Runs after the batch that carried the ``trace-delete`` event is durable and before its offsets are
 committed, so a crash repeats it; every step is idempotent.
@@ -7,6 +7,7 @@ committed, so a crash repeats it; every step is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -28,17 +29,20 @@ class DeletionReport:
 async def delete_trace(
     deletion: TraceDeletion, clickhouse: ClickHouseSink, store: ObjectStore, now_ms: int
 ) -> DeletionReport:
+    """Archive and media first, rows last: until the rows are gone a retry finds the same footprint, so a
+    crash anywhere repeats the whole deletion."""
     report = DeletionReport()
     project, trace = deletion.project_id, deletion.trace_id
     first_written_ms, members, links = await clickhouse.run(clickhouse.trace_footprint, project, trace)
-    await clickhouse.run(clickhouse.tombstone_trace, project, trace, now_ms)
     if first_written_ms is not None:
         await _rewrite_archive(deletion, members, store, first_written_ms, now_ms, report)
-    still_linked = await clickhouse.run(clickhouse.linked_media, project, [media_id for media_id, _ in links])
+    media_ids = sorted({media_id for media_id, _ in links})
+    elsewhere = await clickhouse.run(clickhouse.media_linked_elsewhere, project, trace, media_ids)
     for media_id, path in links:
-        if media_id not in still_linked and path:
+        if media_id not in elsewhere and path:
             await store.delete(path)
             report.media_objects_deleted += 1
+    await clickhouse.run(clickhouse.delete_trace_rows, project, trace, members)
     return report
 
 
@@ -55,13 +59,23 @@ async def _rewrite_archive(
     for hour in range(first_written_ms // HOUR_MS - 1, now_ms // HOUR_MS + 1):
         prefix = time.strftime("raw/%Y/%m/%d/%H/", time.gmtime(hour * 3600))
         async for key in store.list(prefix):
-            records = list(decode_records(await store.get(key)))
-            kept = [record for record in records if not belongs_to_trace(record.value, deletion, members)]
-            if len(kept) == len(records):
+            data = await store.get(key)
+            # Decoding and filtering is CPU work: off the event loop, which keeps heartbeats and fetches going.
+            kept, removed = await asyncio.to_thread(_without_trace, data, deletion, members)
+            if not removed:
                 continue
-            if kept:
-                await store.put(key, encode_records(kept))
+            if kept is not None:
+                await store.put(key, kept)
             else:
                 await store.delete(key)
             report.archive_objects_rewritten += 1
-            report.archive_messages_removed += len(records) - len(kept)
+            report.archive_messages_removed += removed
+
+
+def _without_trace(data: bytes, deletion: TraceDeletion, members: frozenset[str]) -> tuple[bytes | None, int]:
+    """The archive object without the trace's messages (None when nothing is left), and how many went."""
+    records = list(decode_records(data))
+    kept = [record for record in records if not belongs_to_trace(record.value, deletion, members)]
+    if len(kept) == len(records):
+        return data, 0
+    return (encode_records(kept) if kept else None), len(records) - len(kept)

@@ -18,7 +18,11 @@ class OffsetReader:
         self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
         await self.admin.start()
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except BaseException:
+            await self.admin.close()
+            raise
         return self
 
     async def __aexit__(self, *_: object) -> None:

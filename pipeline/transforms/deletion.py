@@ -21,8 +21,9 @@ def belongs_to_trace(value: bytes, deletion: TraceDeletion, member_ids: frozense
     """True for an archived message that carries the deleted trace's data: the trace itself, or an
     observation or score of it. ``member_ids`` are the ids of its observations and scores: their update
     events need not repeat the trace id (an observation without a trace id is its own trace)."""
-    if deletion.trace_id.encode() not in value and not any(member.encode() in value for member in member_ids):
-        return False  # cheap: most messages are about other traces
+    mentioned = deletion.trace_id.encode() in value or any(member.encode() in value for member in member_ids)
+    if not mentioned and b"\\" not in value:  # cheap: most are about other traces (escapes could hide an id)
+        return False
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError:

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TOKEN = re.compile(r"^@@@langfuseMedia:type=([^|@]+)\|id=([A-Za-z0-9_-]{22})\|source=([a-z0-9_]+)@@@$")
-DATA_URI = re.compile(r"^data:([a-zA-Z0-9.+-]+/[a-zA-Z0-9.+-]+)(?:;[^;,]*)*;base64,", re.ASCII)
+DATA_URI = re.compile(r"^data:([^;,]{1,200})(?:;[^;,]*)*;base64,", re.ASCII)
+# What a stored content type may look like: it becomes part of an object key and of a token.
+CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}/[a-z0-9][a-z0-9.+-]{0,126}", re.ASCII)
 MAX_DEPTH = 32  # deeper structures are left as they are (Langfuse stops at 10)
 
 # Magic numbers of the types that can be checked cheaply: type -> (offset, bytes) alternatives.
@@ -65,7 +67,10 @@ def token(content_type: str, identifier: str, source: str) -> str:
 
 
 def extension(content_type: str) -> str:
-    return EXTENSIONS.get(content_type, content_type.rsplit("/", 1)[-1].split("+")[0] or "bin")
+    if content_type in EXTENSIONS:
+        return EXTENSIONS[content_type]
+    subtype = content_type.rsplit("/", 1)[-1].split("+")[0]
+    return subtype if subtype.isalnum() and len(subtype) <= 10 else "bin"
 
 
 def matches_declared_type(content_type: str, content: bytes) -> bool:
@@ -99,7 +104,7 @@ class MediaReference:
 class Extraction:
     objects: list[MediaObject] = field(default_factory=list)
     references: list[MediaReference] = field(default_factory=list)
-    kept_inline: int = 0  # candidates left as they were: undecodable, mistyped, too small or too large
+    kept_inline: int = 0  # payloads above the size threshold left as they were: undecodable, mistyped, too large
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +171,12 @@ def _store(
     except (binascii.Error, ValueError):
         found.kept_inline += 1
         return None
-    content_type = content_type.lower()
-    if len(content) > limits.max_bytes or not matches_declared_type(content_type, content):
+    content_type = content_type.strip().lower()
+    if (
+        len(content) > limits.max_bytes
+        or not CONTENT_TYPE.fullmatch(content_type)
+        or not matches_declared_type(content_type, content)
+    ):
         found.kept_inline += 1
         return None
     identifier, sha256 = content_address(content)

@@ -63,3 +63,11 @@ def test_the_local_tables_are_the_single_server_tables(tmp_path):
 def test_statements_without_a_cluster_rewrite_are_refused():
     with pytest.raises(UnsupportedStatement):
         cluster_statements("DROP TABLE traces;\n", "prod")
+
+
+def test_the_script_records_the_migrations_so_workers_accept_the_cluster():
+    migrations = load_migrations()
+    script = cluster_script(migrations, "prod")
+    assert "CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER 'prod'" in script
+    for migration in migrations:
+        assert f"({migration.version}, '{migration.name}', '{migration.checksum}')" in script

@@ -65,3 +65,9 @@ def test_the_processor_hands_deletions_over_and_forgets_the_trace():
     assert ("trace", "p1", "t1") not in processor.states
     assert ("observation", "p1", "o1") not in processor.states
     assert ("observation", "p1", "o2") in processor.states
+
+
+def test_an_id_hidden_by_json_escapes_still_belongs():
+    escaped = _event("trace-create", {"id": "t?"}).replace(b'"t?"', b'"t\\u0031"')  # "t1", escaped
+    assert b"t1" not in escaped
+    assert belongs_to_trace(escaped, DELETION)

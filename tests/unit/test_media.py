@@ -104,3 +104,12 @@ def test_a_link_from_an_update_names_the_trace_of_the_merged_observation():
     [link] = out.rows["media"]
     assert (link["trace_id"], link["observation_id"], link["field"]) == ("t", "g", "output")
     assert TOKEN.match(out.rows["observations"][0]["output"].split('"image":"')[1].split('"')[0])
+
+
+def test_content_types_that_cannot_name_an_object_stay_inline():
+    found = Extraction()
+    long_type = _uri("image/" + "x" * 300, PNG)
+    odd_type = _uri("image/png|id=forged", PNG)
+    assert extract([long_type, odd_type], "input", LIMITS, found) == [long_type, odd_type]
+    # The forged type is a data URI that fails the check; a type that long is not read as a data URI at all.
+    assert found.objects == [] and found.kept_inline == 1
