@@ -37,6 +37,8 @@ app.add_typer(topics, name="topics")
 app.add_typer(models, name="models")
 app.add_typer(score_configs, name="score-configs")
 app.add_typer(load, name="load")
+retention = typer.Typer(help="Per-project retention of rows, archive and media.", no_args_is_help=True)
+app.add_typer(retention, name="retention")
 dead_letters = typer.Typer(help="Inspect dead letters and replay them after a fix.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
 console = Console(stderr=True)
@@ -602,6 +604,54 @@ def rebuild(
     console.print(
         f"rebuilt {report.events} events from {report.records} archived messages in {target}: "
         f"{report.rows} rows, {report.media_objects} media objects"
+    )
+
+
+@retention.command("apply")
+def retention_apply(
+    policy: Annotated[
+        Path, typer.Option(help="TOML: default_days = N and a [projects] table of project = days.", exists=True)
+    ],
+    as_of: Annotated[str | None, typer.Option(help="ISO time to apply it as of (default: now).")] = None,
+) -> None:
+    """Remove what is older than each project's retention: rows, archived messages, unreferenced media."""
+    from datetime import datetime
+
+    from pipeline.retention import Policy, apply_retention
+    from pipeline.sinks.archive import open_store
+    from pipeline.sinks.clickhouse import ChdbBusy, ClickHouseSink, connect
+
+    settings = _settings()
+    endpoints = _endpoints(settings)
+    try:
+        rules = Policy.load(policy)
+    except (ValueError, TypeError) as exc:
+        _fail(f"{policy}: {exc}")
+    try:
+        client = connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", "retention")
+    except ChdbBusy as exc:
+        _fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
+
+    async def run() -> Any:
+        store = open_store(
+            endpoints.archive_url,
+            endpoints.s3_endpoint,
+            endpoints.s3_access_key,
+            endpoints.s3_secret_key,
+            settings.s3_region,
+        )
+        sink = ClickHouseSink(client, settings.retry_max_seconds)
+        try:
+            now_ms = None if as_of is None else int(datetime.fromisoformat(as_of).timestamp() * 1000)
+            return await apply_retention(sink, store, rules, now_ms)
+        finally:
+            await store.close()
+            sink.close()
+
+    report = asyncio.run(run())
+    console.print(
+        f"retention applied to {report.projects} projects: {report.archive_messages_removed} archived messages "
+        f"removed from {report.archive_objects_rewritten} objects, {report.media_objects_deleted} media objects deleted"
     )
 
 
