@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -52,8 +55,20 @@ def _stored(column: str, value: Any) -> Any:
     return value
 
 
+# The pipeline stores base64 images as Langfuse media tokens (id: URL-safe base64 sha256, 22 characters).
+DATA_URI = re.compile(r'"data:(image/png);base64,([A-Za-z0-9+/=]+)"')
+
+
+def _as_token(match: re.Match[str]) -> str:
+    digest = hashlib.sha256(base64.b64decode(match.group(2))).digest()
+    media_id = base64.urlsafe_b64encode(digest).decode()[:22]
+    return f'"@@@langfuseMedia:type={match.group(1)}|id={media_id}|source=base64_data_uri@@@"'
+
+
 def _expected(column: str, row: dict[str, Any]) -> Any:
     value = row.get(column)
+    if column in ("input", "output") and isinstance(value, str) and "data:" in value:
+        return DATA_URI.sub(_as_token, value)
     if column == "name" and value is None:
         return ""
     if column == "total_cost":
