@@ -549,8 +549,7 @@ def rebuild(
 
     from pipeline.rebuild import Selection
     from pipeline.rebuild import rebuild as run_rebuild
-    from pipeline.sinks.archive import open_store
-    from pipeline.sinks.clickhouse import ChdbBusy, ClickHouseSink, connect
+    from pipeline.sinks.clickhouse import ClickHouseSink
     from pipeline.sinks.migrations import migrate as run_migrations
     from pipeline.sinks.migrations import require_migrated
     from pipeline.sources.config_feed import ConfigFeed
@@ -561,10 +560,7 @@ def rebuild(
 
     settings = _settings()
     endpoints = _endpoints(settings)
-    try:
-        client = connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", "rebuild")
-    except ChdbBusy as exc:
-        _fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
+    client = _exclusive_clickhouse(settings, "rebuild")
     if database is not None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
             _fail(f"{database!r} is not a plain database name")
@@ -581,13 +577,7 @@ def rebuild(
         feed = ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog)
         await feed.start()
         await feed.stop()
-        store = open_store(
-            endpoints.archive_url,
-            endpoints.s3_endpoint,
-            endpoints.s3_access_key,
-            endpoints.s3_secret_key,
-            settings.s3_region,
-        )
+        store = _archive_store(settings, endpoints)
         sink = ClickHouseSink(client, settings.retry_max_seconds)
         try:
             with _progress("rebuilding") as progress:
@@ -618,8 +608,7 @@ def retention_apply(
     from datetime import datetime
 
     from pipeline.retention import Policy, apply_retention
-    from pipeline.sinks.archive import open_store
-    from pipeline.sinks.clickhouse import ChdbBusy, ClickHouseSink, connect
+    from pipeline.sinks.clickhouse import ClickHouseSink
 
     settings = _settings()
     endpoints = _endpoints(settings)
@@ -627,19 +616,10 @@ def retention_apply(
         rules = Policy.load(policy)
     except (ValueError, TypeError) as exc:
         _fail(f"{policy}: {exc}")
-    try:
-        client = connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", "retention")
-    except ChdbBusy as exc:
-        _fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
+    client = _exclusive_clickhouse(settings, "retention")
 
     async def run() -> Any:
-        store = open_store(
-            endpoints.archive_url,
-            endpoints.s3_endpoint,
-            endpoints.s3_access_key,
-            endpoints.s3_secret_key,
-            settings.s3_region,
-        )
+        store = _archive_store(settings, endpoints)
         sink = ClickHouseSink(client, settings.retry_max_seconds)
         try:
             now_ms = None if as_of is None else int(datetime.fromisoformat(as_of).timestamp() * 1000)
@@ -726,19 +706,12 @@ def dead_letters_replay(
     """Send dead letters back to the ingestion topic (original key, value and headers) after a fix."""
     from pipeline.deadletters import DeadLetterReader, LetterFilter, replay_letters
     from pipeline.producer import EventProducer
-    from pipeline.sinks.archive import open_store
 
     settings = _settings()
     endpoints = _endpoints(settings)
 
     async def run() -> int:
-        store = open_store(
-            endpoints.archive_url,
-            endpoints.s3_endpoint,
-            endpoints.s3_access_key,
-            endpoints.s3_secret_key,
-            settings.s3_region,
-        )
+        store = _archive_store(settings, endpoints)
         letters_filter = LetterFilter(kind, contains)
         reader = DeadLetterReader(
             endpoints.kafka_bootstrap,
@@ -758,6 +731,28 @@ def dead_letters_replay(
 
     count = asyncio.run(run())
     console.print(f"replayed {count} dead letters to {settings.topic('ingestion')}")
+
+
+def _archive_store(settings: Settings, endpoints: Any) -> Any:
+    from pipeline.sinks.archive import open_store
+
+    return open_store(
+        endpoints.archive_url,
+        endpoints.s3_endpoint,
+        endpoints.s3_access_key,
+        endpoints.s3_secret_key,
+        settings.s3_region,
+    )
+
+
+def _exclusive_clickhouse(settings: Settings, role: str) -> Any:
+    """ClickHouse for a command that writes: with embedded chDB, only while no worker holds the folder."""
+    from pipeline.sinks.clickhouse import ChdbBusy, connect
+
+    try:
+        return connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", role)
+    except ChdbBusy as exc:
+        _fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:

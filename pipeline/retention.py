@@ -14,17 +14,17 @@ rows. Every step is idempotent: running it again removes nothing more until time
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from pipeline.recordfile import decode_records, encode_records
-from pipeline.sinks.archive import ObjectStore
+from pipeline.recordfile import Record
+from pipeline.sinks.archive import ObjectStore, rewrite_object
 from pipeline.sinks.clickhouse import ClickHouseSink
 
 DAY_MS = 86_400_000
@@ -126,16 +126,10 @@ async def _trim_archive(store: ObjectStore, cutoffs: dict[str, int], report: Ret
         if written_ms is None or written_ms + HOUR_MS > latest:
             continue  # written (partly) after every cutoff: nothing in it is due yet
         expired = {project for project, cutoff in cutoffs.items() if written_ms + HOUR_MS <= cutoff}
-        data = await store.get(key)
-        kept, removed = await asyncio.to_thread(_without_projects, data, expired)
-        if not removed:
-            continue
-        if kept is not None:
-            await store.put(key, kept)
-        else:
-            await store.delete(key)
-        report.archive_objects_rewritten += 1
-        report.archive_messages_removed += removed
+        removed = await rewrite_object(store, key, _outside(expired))
+        if removed:
+            report.archive_objects_rewritten += 1
+            report.archive_messages_removed += removed
 
 
 def _hour_of(key: str) -> int | None:
@@ -146,12 +140,8 @@ def _hour_of(key: str) -> int | None:
         return None
 
 
-def _without_projects(data: bytes, projects: set[str]) -> tuple[bytes | None, int]:
-    records = list(decode_records(data))
-    kept = [record for record in records if _project_of(record.value) not in projects]
-    if len(kept) == len(records):
-        return data, 0
-    return (encode_records(kept) if kept else None), len(records) - len(kept)
+def _outside(projects: set[str]) -> Callable[[Record], bool]:
+    return lambda record: _project_of(record.value) not in projects
 
 
 def _project_of(value: bytes) -> str | None:

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, Protocol
@@ -188,3 +188,22 @@ async def archive_records(store: ObjectStore, prefix: str = "raw/") -> AsyncIter
                 continue
             seen.add(position)
             yield record
+
+
+def filter_records(data: bytes, keep: Callable[[Record], bool]) -> tuple[bytes | None, int]:
+    """An archive object with only the records ``keep`` accepts (None when none are left), and how many
+    went; the same bytes when nothing goes."""
+    records = list(decode_records(data))
+    kept = [record for record in records if keep(record)]
+    if len(kept) == len(records):
+        return data, 0
+    return (encode_records(kept) if kept else None), len(records) - len(kept)
+
+
+async def rewrite_object(store: ObjectStore, key: str, keep: Callable[[Record], bool]) -> int:
+    """Rewrite (or delete, once empty) one archive object without the records ``keep`` rejects; returns how
+    many were removed. Decoding and filtering are CPU work, done off the event loop."""
+    kept, removed = await asyncio.to_thread(filter_records, await store.get(key), keep)
+    if removed:
+        await (store.put(key, kept) if kept is not None else store.delete(key))
+    return removed

@@ -7,12 +7,10 @@ committed, so a crash repeats it; every step is idempotent.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
-from pipeline.recordfile import decode_records, encode_records
-from pipeline.sinks.archive import ObjectStore
+from pipeline.sinks.archive import ObjectStore, rewrite_object
 from pipeline.sinks.clickhouse import ClickHouseSink
 from pipeline.transforms.deletion import TraceDeletion, belongs_to_trace
 
@@ -59,23 +57,9 @@ async def _rewrite_archive(
     for hour in range(first_written_ms // HOUR_MS - 1, now_ms // HOUR_MS + 1):
         prefix = time.strftime("raw/%Y/%m/%d/%H/", time.gmtime(hour * 3600))
         async for key in store.list(prefix):
-            data = await store.get(key)
-            # Decoding and filtering is CPU work: off the event loop, which keeps heartbeats and fetches going.
-            kept, removed = await asyncio.to_thread(_without_trace, data, deletion, members)
-            if not removed:
-                continue
-            if kept is not None:
-                await store.put(key, kept)
-            else:
-                await store.delete(key)
-            report.archive_objects_rewritten += 1
-            report.archive_messages_removed += removed
-
-
-def _without_trace(data: bytes, deletion: TraceDeletion, members: frozenset[str]) -> tuple[bytes | None, int]:
-    """The archive object without the trace's messages (None when nothing is left), and how many went."""
-    records = list(decode_records(data))
-    kept = [record for record in records if not belongs_to_trace(record.value, deletion, members)]
-    if len(kept) == len(records):
-        return data, 0
-    return (encode_records(kept) if kept else None), len(records) - len(kept)
+            removed = await rewrite_object(
+                store, key, lambda record: not belongs_to_trace(record.value, deletion, members)
+            )
+            if removed:
+                report.archive_objects_rewritten += 1
+                report.archive_messages_removed += removed

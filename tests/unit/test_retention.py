@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from pipeline.recordfile import Record, decode_records, encode_records
-from pipeline.retention import DAY_MS, Policy, _hour_of, _without_projects
+from pipeline.retention import DAY_MS, Policy, _hour_of, _project_of
+from pipeline.sinks.archive import filter_records
 
 NOW_MS = 1_800_000_000_000
 
@@ -45,9 +47,12 @@ def test_expired_projects_leave_an_object_and_others_stay_byte_for_byte():
     def record(project: str, n: int) -> Record:
         return Record(orjson.dumps({"project_id": project, "id": f"e{n}"}), offset=n)
 
+    def keep(expired: set[str]) -> Callable[[Record], bool]:
+        return lambda record: _project_of(record.value) not in expired
+
     data = encode_records([record("a", 1), record("b", 2), Record(b"not json", offset=3), record("a", 4)])
-    kept, removed = _without_projects(data, {"a"})
+    kept, removed = filter_records(data, keep({"a"}))
     assert removed == 2
     assert [r.offset for r in decode_records(kept)] == [2, 3]
-    assert _without_projects(data, {"c"}) == (data, 0)
-    assert _without_projects(encode_records([record("a", 1)]), {"a"}) == (None, 1)
+    assert filter_records(data, keep({"c"})) == (data, 0)
+    assert filter_records(encode_records([record("a", 1)]), keep({"a"})) == (None, 1)
