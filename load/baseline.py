@@ -12,9 +12,9 @@ import time
 from datetime import UTC, datetime
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from pipeline.sinks.clickhouse import connect
+from pipeline.sources.kafka import make_consumer
+from pipeline.stores.clickhouse import connect
 
 RAW_TABLE = (
     "CREATE TABLE IF NOT EXISTS raw_events (project_id String, id String, type LowCardinality(String), "
@@ -27,15 +27,9 @@ async def raw_copy(
 ) -> dict[str, float]:
     client = connect(clickhouse_url, "baseline")
     client.command(RAW_TABLE)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=batch,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
+    # The worker's own consumer settings: the two differ only in what they do with the messages.
+    consumer = make_consumer(bootstrap, group, batch, session_timeout_seconds=10.0)
+    consumer.subscribe([topic])
     await consumer.start()
     copied = 0
     first = last = None

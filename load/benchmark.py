@@ -5,7 +5,9 @@ Phases, each on fresh topics and a fresh chDB folder of the local stack:
      from its first to its last batch;
   B. raw-copy baseline (``load.baseline``) reading phase A's topic with its own consumer group;
   C. latency: a worker runs while the stream is replayed at half of A's rate; end-to-end latency is message
-     timestamp to durable, per event.
+     timestamp to durable, per event;
+  D. runtime ceilings on phase A's topic (``load.ceiling``): an empty Faust agent on Faust's per-event stream,
+     and lfpipe's batch runtime with nothing to do.
 """
 
 from __future__ import annotations
@@ -23,17 +25,18 @@ from typing import Any
 import orjson
 
 from load.baseline import raw_copy
+from load.ceiling import measure
 from load.generate import StreamShape, generate_stream
 from load.replay import Pace, replay
-from load.report import OffsetProbe, Samples, render_chart, sample, worker_consumed
+from load.report import OffsetProbe, Samples, render_chart, sample, worker_ready
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record
-from pipeline.sinks.archive import open_store
 from pipeline.sources.lag import consumer_lag
 from pipeline.stack.local import stack_up
 from pipeline.stack.processes import free_port
+from pipeline.stores.objects import open_store
 
 
 @dataclass
@@ -114,9 +117,9 @@ async def _run_worker(
         worker = phase.start_worker(2 if pace is None else None)
         try:
             if pace is not None:
-                while await asyncio.to_thread(worker_consumed, phase.web_port) is None and worker.poll() is None:
+                # Offered load starts once the worker has read its catalog and joined the group.
+                while not await asyncio.to_thread(worker_ready, phase.web_port) and worker.poll() is None:
                     await asyncio.sleep(0.2)
-                await asyncio.sleep(2)  # the group join
                 await _produce(bootstrap, topic, records, pace)
                 while worker.poll() is None and await consumer_lag(bootstrap, phase.settings.consumer_group, topic):
                     await asyncio.sleep(0.2)
@@ -182,6 +185,11 @@ def run_benchmark(
     latency, samples_c = asyncio.run(_run_worker(c, bootstrap, records[:count], Pace(rate=rate)))
     render_chart(samples_c, root / "latency.png", f"offered load {rate:.0f} events/s")
 
+    say("phase D: runtime ceilings (no processing) on phase A's topic")
+    ceilings = {
+        kind: measure(kind, bootstrap, a.settings.topic("ingestion"), f"{run}-{kind}", len(records))
+        for kind in ("faust-stream", "batch")
+    }
     objects = asyncio.run(_archive_objects(a))
     result = {
         "events": len(records),
@@ -196,6 +204,9 @@ def run_benchmark(
         "peak_rss_mib": max(pipeline["peak_rss_mib"], latency["peak_rss_mib"]),
         "archive_objects_per_1000_events": round(objects * 1000 / len(records), 3),
         "max_consumer_lag_at_half_load": max((point.lag for point in samples_c.points), default=None),
+        "ceiling_faust_stream_events_per_second": ceilings["faust-stream"]["events_per_second"],
+        "ceiling_batch_runtime_events_per_second": ceilings["batch"]["events_per_second"],
+        "stage_us_per_event": pipeline.get("stage_us_per_event", {}),
         "charts": [str(root / "pipeline.png"), str(root / "latency.png")],
     }
     (root / "result.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

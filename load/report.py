@@ -82,6 +82,15 @@ def scrape(web_port: int) -> str | None:
         return None
 
 
+def worker_ready(web_port: int) -> bool:
+    """Whether a worker's /readyz says it can make progress (catalog read, partitions assigned)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/readyz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def metric_value(text: str, name: str, labels: str = "") -> float:
     prefix = f"{name}{{{labels}}} " if labels else f"{name} "
     for line in text.splitlines():

@@ -139,9 +139,9 @@ def migrate(
     ] = None,
 ) -> None:
     """Apply pending ClickHouse migrations (schemas/clickhouse/migrations) and record them."""
-    from pipeline.sinks.clickhouse import ChdbBusy, connect
     from pipeline.sinks.migrations import load_migrations
     from pipeline.sinks.migrations import migrate as run_migrations
+    from pipeline.stores.clickhouse import ChdbBusy, connect
 
     if cluster is not None:
         from pipeline.sinks.cluster import cluster_script
@@ -169,9 +169,9 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run a worker of the consumer group (start more to scale out)."""
-    from pipeline.sinks.clickhouse import ChdbBusy
+    from pipeline.runtime.app import run_worker
     from pipeline.sinks.migrations import SchemaNotMigrated
-    from pipeline.worker import run_worker
+    from pipeline.stores.clickhouse import ChdbBusy
 
     settings = _settings()
     if exit_when_idle is not None:
@@ -428,7 +428,8 @@ def load_replay(
     from load.replay import Pace, replay
     from pipeline.producer import EventProducer
     from pipeline.recordfile import read_records
-    from pipeline.sinks.archive import archive_records, open_store
+    from pipeline.sinks.archive import archive_records
+    from pipeline.stores.objects import open_store
 
     settings = _settings()
     endpoints = _endpoints(settings)
@@ -473,7 +474,7 @@ def load_report(
 ) -> None:
     """Watch a run (start it before a replay): throughput in and out, lag, dead letters, rows, latency."""
     from load.report import OffsetProbe, build_report, observe, render_chart, render_text
-    from pipeline.sinks.clickhouse import read_owner
+    from pipeline.stores.clickhouse import read_owner
 
     settings = _settings()
     endpoints = _endpoints(settings)
@@ -549,10 +550,10 @@ def rebuild(
 
     from pipeline.rebuild import Selection
     from pipeline.rebuild import rebuild as run_rebuild
-    from pipeline.sinks.clickhouse import ClickHouseSink
     from pipeline.sinks.migrations import migrate as run_migrations
     from pipeline.sinks.migrations import require_migrated
     from pipeline.sources.config_feed import ConfigFeed
+    from pipeline.stores.clickhouse import ClickHouse
     from pipeline.transforms.catalog import Catalog
 
     def ms(value: str | None) -> int | None:
@@ -578,7 +579,7 @@ def rebuild(
         await feed.start()
         await feed.stop()
         store = _archive_store(settings, endpoints)
-        sink = ClickHouseSink(client, settings.retry_max_seconds)
+        sink = ClickHouse(client)
         try:
             with _progress("rebuilding") as progress:
                 task = progress.add_task("rebuild", total=None)
@@ -595,6 +596,8 @@ def rebuild(
         f"rebuilt {report.events} events from {report.records} archived messages in {target}: "
         f"{report.rows} rows, {report.media_objects} media objects"
     )
+    for entity, reason in sorted(report.refused.items()):
+        console.print(f"[yellow]refused by a store[/]: {entity}: {reason}")
 
 
 @retention.command("apply")
@@ -608,7 +611,7 @@ def retention_apply(
     from datetime import datetime
 
     from pipeline.retention import Policy, apply_retention
-    from pipeline.sinks.clickhouse import ClickHouseSink
+    from pipeline.stores.clickhouse import ClickHouse
 
     settings = _settings()
     endpoints = _endpoints(settings)
@@ -620,7 +623,7 @@ def retention_apply(
 
     async def run() -> Any:
         store = _archive_store(settings, endpoints)
-        sink = ClickHouseSink(client, settings.retry_max_seconds)
+        sink = ClickHouse(client)
         try:
             now_ms = None if as_of is None else int(datetime.fromisoformat(as_of).timestamp() * 1000)
             return await apply_retention(sink, store, rules, now_ms)
@@ -734,7 +737,7 @@ def dead_letters_replay(
 
 
 def _archive_store(settings: Settings, endpoints: Any) -> Any:
-    from pipeline.sinks.archive import open_store
+    from pipeline.stores.objects import open_store
 
     return open_store(
         endpoints.archive_url,
@@ -747,7 +750,7 @@ def _archive_store(settings: Settings, endpoints: Any) -> Any:
 
 def _exclusive_clickhouse(settings: Settings, role: str) -> Any:
     """ClickHouse for a command that writes: with embedded chDB, only while no worker holds the folder."""
-    from pipeline.sinks.clickhouse import ChdbBusy, connect
+    from pipeline.stores.clickhouse import ChdbBusy, connect
 
     try:
         return connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", role)
@@ -757,7 +760,7 @@ def _exclusive_clickhouse(settings: Settings, role: str) -> Any:
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:
     """Run SQL on the configured ClickHouse; with chDB held by a worker, ask that worker."""
-    from pipeline.sinks.clickhouse import ChdbBusy, connect, read_owner
+    from pipeline.stores.clickhouse import ChdbBusy, connect, read_owner
 
     url = settings.clickhouse_url or f"chdb://{settings.chdb_path}"
     try:

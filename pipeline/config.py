@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = None
     s3_region: str = "us-east-1"
 
-    batch_max_events: int = Field(default=5000, ge=1, description="Flush after this many events.")
-    batch_max_seconds: float = Field(default=1.0, gt=0, description="Flush at least this often.")
+    batch_max_events: int = Field(default=5000, ge=1, description="A batch closes at this many events ...")
+    batch_max_bytes: int = Field(
+        default=64_000_000, ge=1_000_000, description="... or this many bytes of message values ..."
+    )
+    batch_max_seconds: float = Field(default=1.0, gt=0, description="... or this long after its first message arrived.")
     max_event_bytes: int = Field(default=4_500_000, ge=1024, description="Larger messages are dead-lettered.")
     state_max_entities: int = Field(
         default=200_000, ge=100, description="Merged entities kept in memory; older ones are re-read on demand."
@@ -57,6 +60,15 @@ class Settings(BaseSettings):
 
     session_timeout_seconds: float = Field(
         default=10.0, ge=6, description="A worker silent this long (crashed) leaves the group; its partitions move."
+    )
+    drain_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="How long a stopping worker (or one losing partitions) waits for its batch in flight to be "
+        "durable and committed; after that the batch is left to be read again.",
+    )
+    worker_web_bind: str = Field(
+        default="127.0.0.1", description="Address of the worker's HTTP endpoint; binding elsewhere is a choice."
     )
     worker_web_port: int = Field(default=0, ge=0, description="Port of the worker's HTTP endpoint; 0 picks one.")
     exit_when_idle: float | None = Field(

@@ -15,11 +15,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.producer import EventProducer
-from pipeline.recordfile import Record
-from pipeline.sinks.archive import ObjectStore
+from pipeline.recordfile import Record, decode_records
+from pipeline.sinks.dead_letters import (
+    HEADER_PREFIX,
+    ORIGIN_OFFSET,
+    ORIGIN_PARTITION,
+    ORIGIN_TOPIC,
+    PAYLOAD_OBJECT,
+    REASON,
+    REASON_KIND,
+)
 from pipeline.sources.lag import OffsetReader
-
-HEADER_PREFIX = "lfpipe."
+from pipeline.stores.objects import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -38,28 +45,31 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        return self.header("lfpipe.reason")
+        return self.header(REASON)
 
     @property
     def kind(self) -> str:
-        return self.header("lfpipe.reason-kind") or "unknown"
+        return self.header(REASON_KIND) or "unknown"
 
     @property
     def origin(self) -> tuple[str, str, str]:
         """Where the original message was: topic, partition, offset."""
-        return self.header("lfpipe.topic"), self.header("lfpipe.partition"), self.header("lfpipe.offset")
+        return self.header(ORIGIN_TOPIC), self.header(ORIGIN_PARTITION), self.header(ORIGIN_OFFSET)
 
     @property
     def payload_object(self) -> str | None:
         """Object-storage key of the whole payload, for messages too large to keep in the topic."""
-        return self.header("lfpipe.payload-object") or None
+        return self.header(PAYLOAD_OBJECT) or None
 
-    def original(self, full_value: bytes | None = None) -> Record:
-        """The message as it was produced: lfpipe's headers removed, the whole payload restored."""
-        headers = [(key, value) for key, value in self.headers if not key.startswith(HEADER_PREFIX)]
-        return Record(
-            value=full_value or self.value, key=self.key, headers=tuple(headers), timestamp_ms=self.timestamp_ms
-        )
+    def original(self, payload: bytes | None = None) -> Record:
+        """The message as it was produced: lfpipe's headers removed, and with ``payload`` (the letter's object in
+        object storage) whatever was spilled restored: a record file holds key, value and headers; older letters
+        kept only the value, as raw bytes."""
+        headers = tuple((key, value) for key, value in self.headers if not key.startswith(HEADER_PREFIX))
+        if payload is not None and (self.payload_object or "").endswith(".lfr.zst"):
+            whole = decode_records(payload)[0]
+            return Record(value=whole.value, key=whole.key, headers=whole.headers, timestamp_ms=self.timestamp_ms)
+        return Record(value=payload or self.value, key=self.key, headers=headers, timestamp_ms=self.timestamp_ms)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,12 @@ INSERT_BYTES = Counter("lfpipe_clickhouse_written_bytes_total", "Bytes ClickHous
 INSERT_SECONDS = Histogram("lfpipe_clickhouse_insert_seconds", "ClickHouse insert latency per batch")
 SINK_ERRORS = Counter(
     "lfpipe_sink_errors_total",
-    "Failed attempts (retried): clickhouse, clickhouse-read, archive, media, deletion, dead-letter topic",
+    "Failed attempts (retried): clickhouse, clickhouse-read, archive, media, deletion, dead-letter topic, kafka-commit",
+    ["sink"],
+)
+STORE_REFUSALS = Counter(
+    "lfpipe_store_refused_entities_total",
+    "Entities whose data a store refused for good (their events are dead-lettered as rejected_by_store)",
     ["sink"],
 )
 ARCHIVE_OBJECTS = Counter("lfpipe_archive_objects_total", "Archive objects written")

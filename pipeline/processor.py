@@ -1,20 +1,27 @@
 """One batch of Kafka records through the pure stages: validate -> dedup -> merge -> rows.
 
-Synchronous and free of I/O: stored rows for entities that are not in memory are fetched through the
-``load_stored`` callback, and the caller makes the output durable before calling ``mark_durable``.
+Synchronous and free of I/O, in two phases so that the runtime can read stored state in between:
+``prepare`` parses, validates, deduplicates and extracts media, and names the entities that are neither in
+memory nor new to it; the runtime reads those from ClickHouse; ``complete`` merges and builds the rows.
+``process`` runs both with a synchronous lookup (tests, tools).
+
+A batch is *in flight* from ``prepare`` until ``mark_durable`` (its sinks succeeded) or ``discard`` (it
+will never be written): its event ids count as seen for later batches, and its entities cannot be evicted,
+so the next batch can be processed while this one is written.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
 
 from pipeline.recordfile import Record
+from pipeline.state import BoundedSet, StateStore
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.deletion import TraceDeletion
 from pipeline.transforms.media import Extraction, Limits, MediaObject, extract
@@ -33,7 +40,9 @@ log = logging.getLogger(__name__)
 MEDIA_FIELDS = ("input", "output", "metadata")
 MEDIA_MARK = b"@@@langfuseMedia:"
 
-EntityKey = tuple[str, str, str]
+EntityKey = tuple[str, str, str]  # (entity, project id, entity id)
+EventKey = tuple[str, str]  # (project id, event id)
+MediaKey = tuple[str, str]  # (project id, media id)
 StoredState = tuple[dict[str, Any], dict[str, Any]]
 LoadStored = Callable[[list[EntityKey]], dict[EntityKey, StoredState]]
 
@@ -43,78 +52,44 @@ class DeadLetter:
     record: Record
     reason: str
     event_type: str = "unknown"
-    kind: str = "invalid_body"  # see ``Rejected.kind``; also failed_semantic_check, internal_error
+    kind: str = "invalid_body"  # see ``Rejected.kind``; also failed_semantic_check, rejected_by_store, internal_error
 
 
 @dataclass
 class BatchOutput:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Parallel to ``rows``: the entity each row was built for, so a refused row can be traced to its events.
+    row_owners: dict[str, list[EntityKey]] = field(default_factory=dict)
     clocks: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     archived: list[Record] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
-    new_event_ids: list[tuple[str, str]] = field(default_factory=list)
-    media: dict[tuple[str, str], MediaObject] = field(default_factory=dict)  # by (project, media id)
+    new_event_ids: list[EventKey] = field(default_factory=list)
+    media: dict[MediaKey, MediaObject] = field(default_factory=dict)
+    media_owners: dict[MediaKey, set[EntityKey]] = field(default_factory=dict)
     deletions: list[TraceDeletion] = field(default_factory=list)
     media_kept_inline: int = 0
+    # The messages merged into each entity by this batch, with their event ids.
+    sources: dict[EntityKey, list[tuple[Record, EventKey, str]]] = field(default_factory=dict)
+    # Every entity the batch named (pinned in memory while the batch is in flight).
+    entities: set[EntityKey] = field(default_factory=set)
+    now_ms: int = 0  # when the batch was processed: rows' updated_at and event_ts
+
+    def add_row(self, table: str, owner: EntityKey, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+        self.row_owners.setdefault(table, []).append(owner)
 
 
-class BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond ``limit``."""
+@dataclass
+class Prepared:
+    """A batch after the first phase: what ``complete`` needs, and the entities to read from storage."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[Any, None] = OrderedDict()
-
-    def __contains__(self, item: Any) -> bool:
-        return item in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add_all(self, items: Iterable[Any]) -> None:
-        for item in items:
-            self._items[item] = None
-        while len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
-class StateStore:
-    """Merged entity states, least recently used evicted beyond ``limit`` (they can be re-read)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._states: OrderedDict[EntityKey, EntityState] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._states)
-
-    def __contains__(self, key: EntityKey) -> bool:
-        return key in self._states
-
-    def get(self, key: EntityKey) -> EntityState | None:
-        state = self._states.get(key)
-        if state is not None:
-            self._states.move_to_end(key)
-        return state
-
-    def put(self, state: EntityState) -> None:
-        self._states[state.key] = state
-        self._states.move_to_end(state.key)
-
-    def discard(self, condition: Callable[[EntityState], bool]) -> None:
-        for key in [key for key, state in self._states.items() if condition(state)]:
-            del self._states[key]
-
-    def trim(self) -> None:
-        while len(self._states) > self.limit:
-            self._states.popitem(last=False)
-
-    def clear(self) -> None:
-        self._states.clear()
+    out: BatchOutput
+    parsed: list[tuple[IngestionEvent, EventRecord]]
+    with_media: list[tuple[IngestionEvent, Extraction]]
+    missing: list[EntityKey]
+    now_ms: int
+    batch_ids: set[EventKey] = field(default_factory=set)
 
 
 class Processor:
@@ -131,55 +106,19 @@ class Processor:
         self.max_event_bytes = max_event_bytes
         self.states = StateStore(state_limit)
         self.seen = BoundedSet(dedup_limit)
-
-    def forget_trace(self, deletion: TraceDeletion) -> None:
-        """Drop a deleted trace's entities from memory, so later events start from ClickHouse (where the
-        deletion is stored) rather than from the state before it."""
-        self.states.discard(
-            lambda state: state.project_id == deletion.project_id and state.trace_id == deletion.trace_id
-        )
-
-    def forget(self) -> None:
-        """Drop in-memory state, for example when partitions move to another worker."""
-        self.states.clear()
-        self.seen.clear()
+        self.in_flight: Counter[EventKey] = Counter()
 
     def process(self, records: list[Record], load_stored: LoadStored, now_ms: int) -> BatchOutput:
-        out = BatchOutput()
+        prepared = self.prepare(records, now_ms)
+        return self.complete(prepared, load_stored(prepared.missing) if prepared.missing else {})
+
+    def prepare(self, records: list[Record], now_ms: int) -> Prepared:
+        out = BatchOutput(now_ms=now_ms)
         out.counts["consumed"] = len(records)
-        parsed: list[tuple[IngestionEvent, EventRecord]] = []
-        batch_ids: set[tuple[str, str]] = set()
-        with_media: list[tuple[IngestionEvent, Extraction]] = []
+        prepared = Prepared(out, [], [], [], now_ms)
         for record in records:
             try:
-                outcome = parse_event(record.value, self.max_event_bytes)
-                if outcome is None:
-                    out.counts["sdk_log"] += 1
-                    out.archived.append(record)
-                    continue
-                if isinstance(outcome, Rejected):
-                    out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record), outcome.kind))
-                    continue
-                event_key = (outcome.project_id, outcome.event_id)
-                if event_key in self.seen or event_key in batch_ids:
-                    if outcome.entity != "trace_deletion":
-                        out.archived.append(record)  # the archive keeps every valid message, repeats included
-                    out.counts["deduplicated"] += 1
-                    continue
-                if outcome.entity == "trace_deletion":
-                    # Applied after this batch's rows are durable; not archived, so nothing of it remains.
-                    out.deletions.append(TraceDeletion(outcome.project_id, outcome.entity_id))
-                    batch_ids.add(event_key)
-                    out.new_event_ids.append(event_key)
-                    out.counts["processed"] += 1
-                    continue
-                found = self._extract_media(record, outcome)
-                event_record = to_record(outcome, self.catalog.score_config, record.headers)
-                out.archived.append(record)
-                batch_ids.add(event_key)
-                parsed.append((outcome, event_record))
-                if found is not None:
-                    with_media.append((outcome, found))
+                self._prepare_one(record, prepared)
             except InvalidEvent as exc:
                 out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record), "failed_semantic_check"))
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason
@@ -187,19 +126,57 @@ class Processor:
                 out.dead_letters.append(
                     DeadLetter(record, f"internal error: {exc!r}", _peek_type(record), "internal_error")
                 )
+        self.in_flight.update(out.new_event_ids)
+        self.states.pin(out.entities)
+        prepared.missing = sorted(key for key in out.entities if key not in self.states)
+        return prepared
 
-        keys = {(r.entity, r.project_id, r.entity_id) for _, r in parsed}
-        missing = sorted(key for key in keys if key not in self.states)
-        stored = load_stored(missing) if missing else {}
-        touched: dict[EntityKey, EntityState] = {}
-        for key in missing:
+    def _prepare_one(self, record: Record, prepared: Prepared) -> None:
+        out = prepared.out
+        outcome = parse_event(record.value, self.max_event_bytes)
+        if outcome is None:
+            out.counts["sdk_log"] += 1
+            out.archived.append(record)
+            return
+        if isinstance(outcome, Rejected):
+            out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record), outcome.kind))
+            return
+        event_key = (outcome.project_id, outcome.event_id)
+        if event_key in self.seen or event_key in self.in_flight or event_key in prepared.batch_ids:
+            if outcome.entity != "trace_deletion":
+                out.archived.append(record)  # the archive keeps every valid message, repeats included
+            out.counts["deduplicated"] += 1
+            return
+        if outcome.entity == "trace_deletion":
+            # Applied after this batch's rows are durable; not archived, so nothing of it remains.
+            out.deletions.append(TraceDeletion(outcome.project_id, outcome.entity_id))
+            prepared.batch_ids.add(event_key)
+            out.new_event_ids.append(event_key)
+            out.counts["processed"] += 1
+            return
+        found = self._extract_media(record, outcome)
+        event_record = to_record(outcome, self.catalog.score_config, record.headers)
+        entity_key = (event_record.entity, event_record.project_id, event_record.entity_id)
+        out.archived.append(record)
+        prepared.batch_ids.add(event_key)
+        out.new_event_ids.append(event_key)
+        out.entities.add(entity_key)
+        out.sources.setdefault(entity_key, []).append((record, event_key, outcome.type))
+        prepared.parsed.append((outcome, event_record))
+        if found is not None:
+            prepared.with_media.append((outcome, found))
+
+    def complete(self, prepared: Prepared, stored: dict[EntityKey, StoredState]) -> BatchOutput:
+        out, now_ms = prepared.out, prepared.now_ms
+        for key in prepared.missing:
             if key in stored:
                 row, clocks = stored[key]
                 stored_form = stored_row_to_record_form(key[0], row)
                 state = state_from_row(key[0], stored_form, clocks, RECORD_FIELDS[key[0]])
                 state.written_sort_key = {name: stored_form[name] for name in SORT_KEY_COLUMNS[key[0]]}
                 self.states.put(state)
-        for event, event_record in parsed:
+        touched: dict[EntityKey, EntityState] = {}
+        for _, event_record in prepared.parsed:
             key = (event_record.entity, event_record.project_id, event_record.entity_id)
             state = self.states.get(key)
             if state is None:
@@ -207,17 +184,17 @@ class Processor:
                 self.states.put(state)
             if apply_record(state, event_record):
                 touched[key] = state
-            out.new_event_ids.append((event.project_id, event.event_id))
             out.counts["processed"] += 1
 
-        for event, found in with_media:
+        for event, found in prepared.with_media:
             # After the merge: an update event may not name its trace, the merged observation does.
             state = self.states.get((event.entity, event.project_id, event.entity_id))
             _add_media(out, event, found, (state.trace_id if state else None) or event.entity_id, now_ms)
 
         models = self.catalog.model_table
         for key, state in touched.items():
-            out.rows.setdefault(TABLE_BY_ENTITY[key[0]], []).extend(rows_for(state, now_ms, models))
+            for row in rows_for(state, now_ms, models):
+                out.add_row(TABLE_BY_ENTITY[key[0]], key, row)
             out.clocks.append((state.entity, state.project_id, state.entity_id, clocks_of(state)))
         out.counts["dead_lettered"] = len(out.dead_letters)
         return out
@@ -233,35 +210,93 @@ class Processor:
                 setattr(event.body, field_name, extract(value, field_name, self.media_limits, found))
         return found if found.references or found.kept_inline else None
 
-    def mark_durable(self, out: BatchOutput) -> None:
-        """Only now may these events count as seen (marking earlier is Langfuse's bug #16017)."""
-        self.seen.add_all(out.new_event_ids)
+    def mark_durable(self, out: BatchOutput, refused: Collection[EntityKey] = ()) -> None:
+        """The batch's sinks succeeded: only now may its events count as seen (marking earlier is Langfuse's bug
+        #16017). Entities a store refused leave memory (their state holds events that were not written), and
+        so do deleted traces (later events start from what ClickHouse holds)."""
+        self._release(out)
+        refused_ids = {event_key for key in refused for _, event_key, _ in out.sources.get(key, ())}
+        self.seen.add_all(event_key for event_key in out.new_event_ids if event_key not in refused_ids)
+        self.states.remove(refused)
+        for deletion in out.deletions:
+            self.forget_trace(deletion)
         self.states.trim()
+
+    def discard(self, out: BatchOutput) -> None:
+        """The batch will not be written (a rebalance, or the batch before it changed what it merged into):
+        forget what it merged, so its events are processed afresh when they come again."""
+        self._release(out)
+        self.states.remove(out.entities)
+
+    def _release(self, out: BatchOutput) -> None:
+        self.in_flight.subtract(out.new_event_ids)
+        self.in_flight = +self.in_flight  # drop counts that reached zero
+        self.states.unpin(out.entities)
+
+    def forget_trace(self, deletion: TraceDeletion) -> None:
+        """Drop a deleted trace's entities from memory, so later events start from ClickHouse (where the
+        deletion is stored) rather than from the state before it."""
+        self.states.discard(
+            lambda state: state.project_id == deletion.project_id and state.trace_id == deletion.trace_id
+        )
+
+    def forget(self) -> None:
+        """Drop in-memory state, for example when partitions move to another worker."""
+        self.states.clear()
+        self.seen.clear()
+        self.in_flight.clear()
+
+
+def refuse(out: BatchOutput, refused: dict[EntityKey, str]) -> list[DeadLetter]:
+    """Take the refused entities out of the batch (rows, clocks, media links and objects, archived messages)
+    and return dead letters for the messages that were merged into them."""
+    for table in list(out.rows):
+        kept = [(row, owner) for row, owner in zip(out.rows[table], out.row_owners[table], strict=True)]
+        kept = [(row, owner) for row, owner in kept if owner not in refused]
+        out.rows[table] = [row for row, _ in kept]
+        out.row_owners[table] = [owner for _, owner in kept]
+    out.clocks = [clock for clock in out.clocks if (clock[0], clock[1], clock[2]) not in refused]
+    for media_key, owners in list(out.media_owners.items()):
+        if owners <= refused.keys():
+            out.media.pop(media_key, None)
+            del out.media_owners[media_key]
+    letters = [
+        DeadLetter(record, reason, event_type, "rejected_by_store")
+        for key, reason in refused.items()
+        for record, _, event_type in out.sources.get(key, ())
+    ]
+    dropped = {id(letter.record) for letter in letters}
+    out.archived = [record for record in out.archived if id(record) not in dropped]
+    out.dead_letters.extend(letters)
+    out.counts["dead_lettered"] = len(out.dead_letters)
+    out.counts["processed"] -= len(letters)
+    return letters
 
 
 def _add_media(out: BatchOutput, event: IngestionEvent, found: Extraction, trace_id: str, now_ms: int) -> None:
     """Objects to store (once per project and id) and one link row per reference."""
+    owner = (event.entity, event.project_id, event.entity_id)
     observation_id = event.entity_id if event.entity == "observation" else ""
     objects = {media.media_id: media for media in found.objects}
     for media in objects.values():
         out.media.setdefault((event.project_id, media.media_id), media)
+        out.media_owners.setdefault((event.project_id, media.media_id), set()).add(owner)
     out.media_kept_inline += found.kept_inline
     for reference in found.references:
         stored = objects.get(reference.media_id)
-        out.rows.setdefault("media", []).append(
-            {
-                "project_id": event.project_id,
-                "media_id": reference.media_id,
-                "trace_id": trace_id,
-                "observation_id": observation_id,
-                "field": reference.field,
-                "content_type": reference.content_type,
-                "sha_256_hash": stored.sha256 if stored else "",
-                "content_length": len(stored.content) if stored else 0,
-                "bucket_path": media_key(event.project_id, stored) if stored else "",
-                "event_ts": now_ms,
-            }
-        )
+        row = {
+            "project_id": event.project_id,
+            "media_id": reference.media_id,
+            "trace_id": trace_id,
+            "observation_id": observation_id,
+            "field": reference.field,
+            "content_type": reference.content_type,
+            "sha_256_hash": stored.sha256 if stored else "",
+            "content_length": len(stored.content) if stored else 0,
+            "bucket_path": media_key(event.project_id, stored) if stored else "",
+            "event_ts": now_ms,
+        }
+        out.add_row("media", owner, row)
 
 
 def media_key(project_id: str, media: MediaObject) -> str:

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.processor import BatchOutput, Processor, media_key
+from pipeline.processor import Processor, refuse
 from pipeline.recordfile import Record
-from pipeline.sinks.archive import ObjectStore, archive_records
-from pipeline.sinks.clickhouse import ClickHouseSink
+from pipeline.sinks.archive import archive_records
+from pipeline.sinks.clickhouse import RowsSink
+from pipeline.sinks.media import MediaSink
+from pipeline.sources.stored_state import read_states
+from pipeline.stores.clickhouse import ClickHouse
+from pipeline.stores.objects import ObjectStore
 from pipeline.transforms.catalog import Catalog
 
 BATCH_RECORDS = 5000
@@ -69,28 +73,38 @@ class RebuildReport:
     events: int = 0
     rows: int = 0
     media_objects: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # entity -> why a store refused it
 
 
 async def rebuild(
     store: ObjectStore,
-    clickhouse: ClickHouseSink,
+    clickhouse: ClickHouse,
     catalog: Catalog,
     selection: Selection,
     max_event_bytes: int,
     progress: Callable[[int], None] = lambda _: None,
 ) -> RebuildReport:
-    """Run the selected archive through a fresh processor into ``clickhouse``."""
+    """Run the selected archive through a fresh processor into ``clickhouse``, with the worker's own sinks."""
     processor = Processor(catalog, max_event_bytes, state_limit=10**9, dedup_limit=10**9)
+    media, rows = MediaSink(store), RowsSink(clickhouse)
     report = RebuildReport()
     batch: list[Record] = []
 
     async def flush() -> None:
-        now_ms = int(time.time() * 1000)
-        out = await clickhouse.run(processor.process, batch, clickhouse.read_states, now_ms)
-        await _write(out, store, clickhouse, now_ms, report)
-        processor.mark_durable(out)
+        prepared = processor.prepare(batch, int(time.time() * 1000))
+        stored = await clickhouse.run(read_states, clickhouse, prepared.missing)
+        out = processor.complete(prepared, stored)
+        refused = await media.write(out)
+        refuse(out, refused)
+        row_refusals = await rows.write(out)
+        refuse(out, row_refusals)
+        refused |= row_refusals
+        processor.mark_durable(out, refused.keys())
         report.records += len(batch)
         report.events += out.counts["processed"]
+        report.rows += sum(len(table_rows) for table_rows in out.rows.values())
+        report.media_objects += len(out.media)
+        report.refused.update({":".join(key): reason for key, reason in refused.items()})
         progress(len(batch))
         batch.clear()
 
@@ -101,19 +115,3 @@ async def rebuild(
     if batch:
         await flush()
     return report
-
-
-async def _write(
-    out: BatchOutput, store: ObjectStore, clickhouse: ClickHouseSink, now_ms: int, report: RebuildReport
-) -> None:
-    for (project_id, _), media in out.media.items():
-        await store.put(media_key(project_id, media), media.content)
-        report.media_objects += 1
-
-    def insert() -> None:
-        for table, rows in out.rows.items():
-            clickhouse.insert_rows(table, rows)
-        clickhouse.insert_clocks(out.clocks, now_ms)
-
-    await clickhouse.run(insert)
-    report.rows += sum(len(rows) for rows in out.rows.values())

@@ -24,8 +24,9 @@ from pathlib import Path
 import orjson
 
 from pipeline.recordfile import Record
-from pipeline.sinks.archive import ObjectStore, rewrite_object
-from pipeline.sinks.clickhouse import ClickHouseSink
+from pipeline.sinks.archive import rewrite_object
+from pipeline.stores.clickhouse import ClickHouse
+from pipeline.stores.objects import ObjectStore
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -74,14 +75,14 @@ class RetentionReport:
     media_objects_deleted: int = 0
 
 
-def known_projects(clickhouse: ClickHouseSink) -> set[str]:
+def known_projects(clickhouse: ClickHouse) -> set[str]:
     rows = clickhouse.client.query(
         "SELECT DISTINCT project_id FROM traces UNION DISTINCT SELECT DISTINCT project_id FROM observations"
     ).result_rows
     return {row[0] for row in rows}
 
 
-def delete_old_rows(clickhouse: ClickHouseSink, project_id: str, cutoff_ms: int) -> None:
+def delete_old_rows(clickhouse: ClickHouse, project_id: str, cutoff_ms: int) -> None:
     for table, column in ROW_TIMES.items():
         clickhouse.client.command(
             f"DELETE FROM {table} WHERE project_id = {{project:String}} "
@@ -90,7 +91,7 @@ def delete_old_rows(clickhouse: ClickHouseSink, project_id: str, cutoff_ms: int)
         )
 
 
-def linked_media(clickhouse: ClickHouseSink, project_id: str) -> set[str]:
+def linked_media(clickhouse: ClickHouse, project_id: str) -> set[str]:
     rows = clickhouse.client.query(
         "SELECT DISTINCT media_id FROM media FINAL WHERE project_id = {project:String}",
         parameters={"project": project_id},
@@ -99,7 +100,7 @@ def linked_media(clickhouse: ClickHouseSink, project_id: str) -> set[str]:
 
 
 async def apply_retention(
-    clickhouse: ClickHouseSink, store: ObjectStore, policy: Policy, now_ms: int | None = None
+    clickhouse: ClickHouse, store: ObjectStore, policy: Policy, now_ms: int | None = None
 ) -> RetentionReport:
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     report = RetentionReport()

@@ -6,7 +6,11 @@ parameter followed by the body, ``param_*`` parameters are bound server-side, in
 compressed, errors are status 500 with ClickHouse's ``Code: N. DB::Exception`` text. Never part of the
 product: a real deployment points ``LFPIPE_CLICKHOUSE_URL`` at a ClickHouse server.
 
-    python tests/chdb_front.py --path DIR --port PORT
+    python tests/chdb_front.py --path DIR --port PORT [--refuse-value TEXT]
+
+``--refuse-value`` makes it refuse, as a ClickHouse server refuses a value its column cannot hold, every insert
+whose data contains TEXT: the test case of a permanent store failure (the real engine refuses no single value
+that lfpipe's validation lets through).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ DECODERS = {
 
 
 class Engine:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, refuse_value: bytes | None = None) -> None:
+        self.refuse_value = refuse_value
         self.connection = chdb.connect(path)
         self.lock = threading.Lock()  # one chDB connection: one statement at a time
         self.database = "default"
@@ -53,6 +58,11 @@ class Engine:
             return result.bytes() or b""
 
     def _insert(self, statement: str, fmt: str, data: bytes) -> bytes:
+        if self.refuse_value and self.refuse_value in data:
+            raise ValueError(
+                f"Code: 53. DB::Exception: Cannot convert a value of the inserted block ({statement.split()[2]}): "
+                "the test front refuses it. (TYPE_MISMATCH)"
+            )
         # chDB has no request body: the rows go through a file.
         with tempfile.NamedTemporaryFile(suffix=f".{fmt}", delete=False) as handle:
             handle.write(data)
@@ -135,8 +145,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--refuse-value", help="refuse inserts whose data contains this text (a data error)")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(Engine(args.path)))
+    refuse = args.refuse_value.encode() if args.refuse_value else None
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(Engine(args.path, refuse)))
     server.serve_forever()
 
 

@@ -1,6 +1,6 @@
 """The raw archive: each processed batch becomes one record file in a local folder or an S3 bucket.
 
-Object names are derived from the hour of writing and the batch's offset ranges, so re-archiving the same
+Object names are derived from the hour the batch was processed and the batch's offset ranges, so re-archiving the same
 batch in the same hour overwrites the same object. A batch re-archived later, or cut differently after a
 restart, can repeat records of an earlier object; every record carries topic, partition and offset, so
 readers drop repeats.
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack
-from pathlib import Path
-from typing import Any, Protocol
 
+from pipeline import metrics
+from pipeline.processor import BatchOutput
 from pipeline.recordfile import Record, decode_records, encode_records
+from pipeline.sinks.base import PermanentFailure, Refused
+from pipeline.stores.objects import ObjectStore, is_refused_object
 
 ARCHIVE_SUFFIX = ".lfr.zst"
 
@@ -35,147 +35,44 @@ def archive_key(records: Sequence[Record], now: float | None = None) -> str:
     return f"raw/{stamp}/{topic}-{digest}{ARCHIVE_SUFFIX}"
 
 
-class ObjectStore(Protocol):
-    async def put(self, key: str, data: bytes) -> None: ...
-    async def get(self, key: str) -> bytes: ...
-    async def delete(self, key: str) -> None: ...
-    def list(self, prefix: str) -> AsyncIterator[str]: ...
-    async def close(self) -> None: ...
-
-
-class LocalStore:
-    """A folder: writes go to a temporary file, are fsynced and renamed, so a reader never sees half."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
-            raise ValueError(f"object key {key!r} escapes the archive folder")
-        return path
-
-    async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put, self._path(key), data)
-
-    @staticmethod
-    def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-
-    async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread(self._path(key).read_bytes)
-
-    async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, True)
-
-    async def list(self, prefix: str) -> AsyncIterator[str]:
-        base = self.root.resolve()
-        for path in sorted(base.rglob("*")):
-            key = path.relative_to(base).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
-                yield key
-
-    async def close(self) -> None:
-        return None
-
-
-class S3Store:
-    """An S3 bucket through aioboto3; the bucket is created when missing."""
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str,
-        endpoint: str | None,
-        access_key: str | None,
-        secret_key: str | None,
-        region: str,
-    ) -> None:
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self._config: dict[str, Any] = {
-            "endpoint_url": endpoint,
-            "aws_access_key_id": access_key,
-            "aws_secret_access_key": secret_key,
-            "region_name": region,
-        }
-        self._stack = AsyncExitStack()
-        self._client: Any = None
-
-    def _full(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    async def _s3(self) -> Any:
-        if self._client is None:
-            import aioboto3
-            from botocore.config import Config
-
-            session = aioboto3.Session()
-            config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-            self._client = await self._stack.enter_async_context(session.client("s3", config=config, **self._config))
-            try:
-                await self._client.head_bucket(Bucket=self.bucket)
-            except self._client.exceptions.ClientError:
-                await self._client.create_bucket(Bucket=self.bucket)
-        return self._client
-
-    async def put(self, key: str, data: bytes) -> None:
-        client = await self._s3()
-        await client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
-
-    async def get(self, key: str) -> bytes:
-        client = await self._s3()
-        response = await client.get_object(Bucket=self.bucket, Key=self._full(key))
-        async with response["Body"] as body:
-            return await body.read()
-
-    async def delete(self, key: str) -> None:
-        client = await self._s3()
-        await client.delete_object(Bucket=self.bucket, Key=self._full(key))
-
-    async def list(self, prefix: str) -> AsyncIterator[str]:
-        client = await self._s3()
-        paginator = client.get_paginator("list_objects_v2")
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
-            for item in page.get("Contents", []):
-                yield item["Key"][strip:]
-
-    async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
-
-
-def open_store(
-    url: str,
-    endpoint: str | None = None,
-    access_key: str | None = None,
-    secret_key: str | None = None,
-    region: str = "us-east-1",
-) -> ObjectStore:
-    """``s3://bucket/prefix`` or a folder path."""
-    if url.startswith("s3://"):
-        bucket, _, prefix = url[5:].partition("/")
-        return S3Store(bucket, prefix, endpoint, access_key, secret_key, region)
-    return LocalStore(Path(url))
-
-
 class ArchiveSink:
+    """One record file per batch. It never refuses single messages: batches are bounded in bytes
+    (``LFPIPE_BATCH_MAX_BYTES``), so an object the store refuses is a configuration problem and fails the
+    worker (``PermanentFailure``) instead of being retried forever."""
+
+    name = "archive"
+
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    async def write_batch(self, records: Sequence[Record]) -> tuple[str, int]:
-        """Write one object for the batch; returns its key and size."""
+    async def write(self, out: BatchOutput) -> Refused:
+        if out.archived:
+            await self._put(archive_key(out.archived, out.now_ms / 1000), out.archived)
+        return {}
+
+    async def replace(self, original: Sequence[Record], out: BatchOutput) -> None:
+        """Write the batch's object again (same key as ``original`` gave it) with only ``out.archived``: after a
+        store refused some entities, their messages are dead letters, not archive."""
+        key = archive_key(original, out.now_ms / 1000)
+        if out.archived:
+            await self._put(key, out.archived)
+        else:
+            await self.store.delete(key)
+
+    async def _put(self, key: str, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
         data = await asyncio.to_thread(encode_records, records)
-        key = archive_key(records)
-        await self.store.put(key, data)
-        return key, len(data)
+        try:
+            await self.store.put(key, data)
+        except Exception as exc:
+            if is_refused_object(exc):
+                raise PermanentFailure(
+                    f"object storage refused archive object {key!r} of {len(data)} bytes: {exc}"
+                ) from exc
+            raise
+        metrics.ARCHIVE_SECONDS.observe(time.perf_counter() - started)
+        metrics.ARCHIVE_OBJECTS.inc()
+        metrics.ARCHIVE_BYTES.inc(len(data))
 
 
 async def archive_records(store: ObjectStore, prefix: str = "raw/") -> AsyncIterator[Record]:

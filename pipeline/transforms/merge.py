@@ -141,13 +141,14 @@ def state_from_row(
 ) -> EntityState:
     """Rebuild a state from a stored row (values in record form) and its persisted clocks.
 
-    ``fields`` are the row's columns that records set; a value without a stored clock gets the oldest
-    clock, so stored immutable values stay and any newer event overwrites the rest, as in Langfuse.
+    ``fields`` are the row's columns that records set. Only columns with a stored clock were set by an event:
+    the others hold what the row builder filled in (an observation without a trace id stores its own id), and
+    must not compete with a late event that sets them.
     """
     state = EntityState(entity, row["project_id"], row["id"], row["created_at"])
     for name in fields:
-        if name in row and (name in clocks or row[name] is not None):
-            state.fields[name] = (_clock(clocks.get(name)), row[name])
+        if name in row and name in clocks:
+            state.fields[name] = (_clock(clocks[name]), row[name])
     for key, value in (row.get("metadata") or {}).items():
         clock = clocks.get(f"metadata.{key}")
         if clock is not None and len(clock) > 3 and clock[3]:

@@ -32,10 +32,11 @@ def pipeline_factory(stack: tuple[Path, dict], tmp_path: Path) -> Iterator[Calla
 
     pipelines: list[PipelineEnv] = []
 
-    def make(shared_clickhouse: bool = False) -> PipelineEnv:
+    def make(shared_clickhouse: bool = False, refuse_value: str | None = None) -> PipelineEnv:
         """``shared_clickhouse``: ClickHouse behind a test HTTP front over chDB, so several workers can share it
-        and a test can stop it; otherwise the worker embeds chDB."""
-        pipeline = create_pipeline(stack_dir, state, tmp_path, shared_clickhouse)
+        and a test can stop it (``refuse_value``: the front refuses inserts carrying it); otherwise the worker
+        embeds chDB."""
+        pipeline = create_pipeline(stack_dir, state, tmp_path, shared_clickhouse or bool(refuse_value), refuse_value)
         pipelines.append(pipeline)
         return pipeline
 

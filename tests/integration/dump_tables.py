@@ -5,7 +5,7 @@ import sys
 
 import orjson
 
-from pipeline.sinks.clickhouse import connect
+from pipeline.stores.clickhouse import connect
 
 client = connect(sys.argv[1], "test-dump")
 document = {}

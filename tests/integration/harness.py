@@ -18,12 +18,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record, decode_records
-from pipeline.sinks.archive import open_store
 from pipeline.sources.lag import consumer_lag
 from pipeline.stack.processes import free_port, require_free, wait_for_port
+from pipeline.stores.objects import open_store
 
 DUMP_SCRIPT = Path(__file__).with_name("dump_tables.py")
 FRONT_SCRIPT = Path(__file__).parent.parent / "chdb_front.py"
+# Worker logs land next to each test's data; set LFPIPE_TEST_WORKER_LOGLEVEL=debug to see commits and rebalances.
+WORKER_LOGLEVEL = os.environ.get("LFPIPE_TEST_WORKER_LOGLEVEL", "warning")
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ClickHouseFront:
     folder: Path
     port: int
     log: Path
+    refuse_value: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,6 +46,8 @@ class ClickHouseFront:
         require_free(self.port, timeout=30)
         with open(self.log, "ab") as log:
             command = [sys.executable, str(FRONT_SCRIPT), "--path", str(self.folder), "--port", str(self.port)]
+            if self.refuse_value:
+                command += ["--refuse-value", self.refuse_value]
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port("127.0.0.1", self.port, 60, self.process.pid, self.log)
 
@@ -91,7 +96,7 @@ class PipelineEnv:
         env = {**self.env, **{f"LFPIPE_{k.upper()}": str(v) for k, v in settings.items()}}
         log = open(self.workdir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - owned by the process
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -176,17 +181,22 @@ class PipelineEnv:
 
 
 def create_pipeline(
-    stack_dir: Path, stack_state: dict[str, Any], parent: Path, shared_clickhouse: bool = False
+    stack_dir: Path,
+    stack_state: dict[str, Any],
+    parent: Path,
+    shared_clickhouse: bool = False,
+    refuse_value: str | None = None,
 ) -> PipelineEnv:
     """An isolated pipeline on a running stack: its own topics (applied), ClickHouse (migrated) and archive
-    prefix. ``shared_clickhouse`` puts ClickHouse behind the test HTTP front, for several workers and outages."""
+    prefix. ``shared_clickhouse`` puts ClickHouse behind the test HTTP front, for several workers and outages;
+    ``refuse_value`` makes that front refuse inserts carrying it."""
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     workdir = parent / prefix.rstrip("-")
     workdir.mkdir(parents=True)
     clickhouse_url = f"chdb://{workdir / 'chdb'}"
     front = None
     if shared_clickhouse:
-        front = ClickHouseFront(workdir / "chdb", free_port(), workdir / "clickhouse-front.log")
+        front = ClickHouseFront(workdir / "chdb", free_port(), workdir / "clickhouse-front.log", refuse_value)
         front.start()
         clickhouse_url = front.url
     env = {

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from pipeline.producer import event_records
-from pipeline.sinks.clickhouse import read_owner
+from pipeline.stores.clickhouse import read_owner
 from tests.integration.harness import PipelineEnv
 
 pytestmark = pytest.mark.integration

@@ -27,11 +27,15 @@ def test_retention_removes_an_expired_project_and_nothing_else(pipeline_env: Pip
     assert any(key.startswith(f"media/{expired}/") for key in media_before)
     assert any(key.startswith(f"media/{kept}/") for key in media_before)
 
-    # Three hours from now, a retention of 0 days covers every archive hour written so far; 30 days keeps the
-    # other project's events (generated three weeks ago).
-    (tmp_path / "retention.toml").write_text(f'[projects]\n"{expired}" = 0\n"{kept}" = 30\n')
-    as_of = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
-    result = pipeline_env.cli("retention", "apply", "--policy", str(tmp_path / "retention.toml"), "--as-of", as_of)
+    # Three hours from now, a retention of 0 days covers every archive hour written so far; the other project's
+    # retention is 30 days longer than its oldest event is old, whenever the test runs.
+    as_of = datetime.now(UTC) + timedelta(hours=3)
+    oldest = min(_event_times(produced, kept))
+    kept_days = (as_of - oldest).days + 30
+    (tmp_path / "retention.toml").write_text(f'[projects]\n"{expired}" = 0\n"{kept}" = {kept_days}\n')
+    result = pipeline_env.cli(
+        "retention", "apply", "--policy", str(tmp_path / "retention.toml"), "--as-of", as_of.isoformat()
+    )
     assert "retention applied to 2 projects" in result.stderr, result.stderr
 
     after = pipeline_env.tables()
@@ -47,6 +51,20 @@ def test_retention_removes_an_expired_project_and_nothing_else(pipeline_env: Pip
     assert media_after == {key: data for key, data in media_before.items() if key.startswith(f"media/{kept}/")}
 
     # Applying it again removes nothing more.
-    again = pipeline_env.cli("retention", "apply", "--policy", str(tmp_path / "retention.toml"), "--as-of", as_of)
+    again = pipeline_env.cli(
+        "retention", "apply", "--policy", str(tmp_path / "retention.toml"), "--as-of", as_of.isoformat()
+    )
     said = " ".join(again.stderr.split())  # the console wraps long lines
     assert "0 archived messages removed from 0 objects, 0 media objects deleted" in said, said
+
+
+def _event_times(records: list, project: str) -> list[datetime]:
+    """Every time a project's events carry (envelope and body times): what its rows are dated by."""
+    times = []
+    for record in records:
+        event = orjson.loads(record.value)
+        if event["project_id"] == project:
+            body = event["body"]
+            stamps = [event["timestamp"], body.get("timestamp"), body.get("startTime"), body.get("endTime")]
+            times += [datetime.fromisoformat(stamp) for stamp in stamps if isinstance(stamp, str)]
+    return times

@@ -253,7 +253,10 @@ def test_events_count_as_seen_only_once_durable_unlike_langfuse_bug_16017():
     processor = Processor(CATALOG, 5_000_000, 100, 100)
     record = Record(value=orjson.dumps(envelope("trace-create", {"id": "t", "name": "n"})), offset=0)
     first = processor.process([record], lambda keys: {}, 0)
-    # The sinks failed, so the batch was never marked durable: a redelivery must be processed again.
+    # While the batch is in flight, the next batch does not merge the same event again.
+    assert processor.process([record], lambda keys: {}, 0).counts["deduplicated"] == 1
+    # The batch was never made durable (its partitions moved away): a redelivery must be processed again.
+    processor.discard(first)
     again = processor.process([record], lambda keys: {}, 0)
     assert first.counts["processed"] == again.counts["processed"] == 1
     processor.mark_durable(again)

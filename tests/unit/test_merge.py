@@ -261,3 +261,13 @@ def test_a_crash_between_rows_and_clocks_is_repaired_by_redelivery():
     flush([update], write_clocks=False)  # killed after the row insert; the batch was not committed
     row = flush([update], write_clocks=True)  # redelivered
     assert (row["end_time"], row["output"], row["name"]) == (1704067201000, "done", "n")
+
+
+def test_a_late_create_sets_the_trace_id_of_an_observation_first_stored_from_its_update():
+    # The update (no traceId) is stored first: the row falls back to the observation's own id as trace id. That
+    # fallback is not an event's value, so the create arriving after a restart must still set the trace id.
+    update = envelope("generation-update", {"id": "g", "output": "x"}, ts=T1, event_id="u")
+    create = envelope("generation-create", {"id": "g", "traceId": "t", "startTime": T0}, ts=T0, event_id="c")
+    row = through_storage([update, create])
+    assert (row["trace_id"], row["output"]) == ("t", "x")
+    assert row == through_storage([create, update]) | {k: row[k] for k in ("updated_at", "event_ts", "created_at")}

@@ -1,0 +1,94 @@
+"""What a worker keeps in memory between batches: merged entity states and recently seen event ids, both
+bounded. Entities of batches still in flight are pinned: evicting them would let the next batch re-read a
+row from ClickHouse that does not have their changes yet."""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pipeline.transforms.merge import EntityState
+
+EntityKey = tuple[str, str, str]
+
+
+class BoundedSet:
+    """Insertion-ordered set that forgets its oldest members beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[Any, None] = OrderedDict()
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add_all(self, items: Iterable[Any]) -> None:
+        for item in items:
+            self._items[item] = None
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class StateStore:
+    """Merged entity states, least recently used evicted beyond ``limit`` (they can be re-read), except pinned
+    ones."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._states: OrderedDict[EntityKey, EntityState] = OrderedDict()
+        self._pins: Counter[EntityKey] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, key: EntityKey) -> bool:
+        return key in self._states
+
+    def get(self, key: EntityKey) -> EntityState | None:
+        state = self._states.get(key)
+        if state is not None:
+            self._states.move_to_end(key)
+        return state
+
+    def put(self, state: EntityState) -> None:
+        self._states[state.key] = state
+        self._states.move_to_end(state.key)
+
+    def pin(self, keys: Iterable[EntityKey]) -> None:
+        self._pins.update(keys)
+
+    def unpin(self, keys: Iterable[EntityKey]) -> None:
+        self._pins.subtract(keys)
+        self._pins = +self._pins  # drop the keys that reached zero
+
+    def remove(self, keys: Iterable[EntityKey]) -> None:
+        for key in keys:
+            self._states.pop(key, None)
+
+    def discard(self, condition: Callable[[EntityState], bool]) -> None:
+        for key in [key for key, state in self._states.items() if condition(state)]:
+            del self._states[key]
+
+    def trim(self) -> None:
+        excess = len(self._states) - self.limit
+        if excess <= 0:
+            return
+        evicted = []
+        for key in self._states:  # oldest first
+            if len(evicted) == excess:
+                break
+            if key not in self._pins:
+                evicted.append(key)
+        for key in evicted:
+            del self._states[key]
+
+    def clear(self) -> None:
+        self._states.clear()
+        self._pins.clear()
