@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -349,6 +348,7 @@ def load_generate(
     extra_scores: Annotated[float, typer.Option(help="Chance of extra scores per trace.")] = 0.3,
     media: Annotated[float, typer.Option(help="Share of user messages with a base64 image.")] = 0.01,
     large_payloads: Annotated[float, typer.Option(help="Share of generations with a 100-400 KB input.")] = 0.002,
+    tools: Annotated[float, typer.Option(help="Share of agent generations that offer tools and call one.")] = 0.3,
 ) -> None:
     """Write a synthetic stream of realistic shape (deterministic for a seed)."""
     from load.generate import SCENARIOS, StreamShape, generate_stream
@@ -370,6 +370,7 @@ def load_generate(
         extra_scores=extra_scores,
         media=media,
         large_payloads=large_payloads,
+        tools=tools,
     )
     with _progress("generating") as progress, open(out, "wb") as handle:
         task = progress.add_task("generate", total=None)
@@ -642,8 +643,8 @@ KindOption = Annotated[
     str | None,
     typer.Option(
         "--kind",
-        help="Reason kind: too_large, malformed_json, invalid_envelope, unknown_type, invalid_body, "
-        "failed_semantic_check, internal_error.",
+        help="Reason kind: too_large, malformed_json, invalid_envelope, unknown_type, invalid_body, wrong_key, "
+        "failed_semantic_check, rejected_by_store, internal_error.",
     ),
 ]
 ContainsOption = Annotated[str | None, typer.Option("--contains", help="Only reasons containing this text.")]
@@ -759,23 +760,17 @@ def _exclusive_clickhouse(settings: Settings, role: str) -> Any:
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:
-    """Run SQL on the configured ClickHouse; with chDB held by a worker, ask that worker."""
-    from pipeline.stores.clickhouse import ChdbBusy, connect, read_owner
+    """Run SQL on the configured ClickHouse; with chDB held by a worker, ask that worker (read-only)."""
+    from pipeline.runtime.query import ask_worker
+    from pipeline.stores.clickhouse import ChdbBusy, chdb_folder, connect
 
     url = settings.clickhouse_url or f"chdb://{settings.chdb_path}"
     try:
         client = connect(url, "query")
     except ChdbBusy:
-        owner = read_owner(url) or {}
-        if not owner.get("web_port"):
-            raise
-        request = urllib.request.Request(f"http://127.0.0.1:{owner['web_port']}/query", data=sql.encode())
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                body = orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(orjson.loads(exc.read()).get("error")) from None
-        return body["columns"], body["rows"]
+        folder = chdb_folder(url)
+        assert folder is not None  # only a chDB folder can be busy
+        return ask_worker(folder, sql)
     result = client.query(sql)
     return list(result.column_names), [list(row) for row in result.result_rows]
 
@@ -785,7 +780,7 @@ def query(
     sql: Annotated[str, typer.Argument(help="SQL to run.")],
     output: Annotated[str, typer.Option("--format", help="table or json (one object per line).")] = "table",
 ) -> None:
-    """Query ClickHouse (the embedded chDB folder, or through the worker that holds it)."""
+    """Query ClickHouse: the embedded chDB folder, or (read-only, SELECT only) the worker that holds it."""
     try:
         columns, rows = run_query(_settings(), sql)
     except Exception as exc:

@@ -34,7 +34,7 @@ from pipeline.transforms.rows import (
     rows_for,
     stored_row_to_record_form,
 )
-from pipeline.transforms.validate import ENTITY_BY_TYPE, IngestionEvent, Rejected, parse_event
+from pipeline.transforms.validate import ENTITY_BY_TYPE, IngestionEvent, Rejected, message_key, parse_event
 
 log = logging.getLogger(__name__)
 MEDIA_FIELDS = ("input", "output", "metadata")
@@ -74,6 +74,7 @@ class BatchOutput:
     # Every entity the batch named (pinned in memory while the batch is in flight).
     entities: set[EntityKey] = field(default_factory=set)
     now_ms: int = 0  # when the batch was processed: rows' updated_at and event_ts
+    refused_ids: set[EventKey] = field(default_factory=set)  # events that became dead letters after merging
 
     def add_row(self, table: str, owner: EntityKey, row: dict[str, Any]) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -100,8 +101,13 @@ class Processor:
         state_limit: int,
         dedup_limit: int,
         media_limits: Limits | None = None,
+        *,
+        check_keys: bool = False,
     ) -> None:
         self.catalog = catalog
+        # The worker checks the key rule (wrong keys spread an entity over workers); a rebuild replays the archive
+        # as it was accepted.
+        self.check_keys = check_keys
         self.media_limits = media_limits or Limits()
         self.max_event_bytes = max_event_bytes
         self.states = StateStore(state_limit)
@@ -141,6 +147,12 @@ class Processor:
         if isinstance(outcome, Rejected):
             out.dead_letters.append(DeadLetter(record, outcome.reason, _peek_type(record), outcome.kind))
             return
+        if self.check_keys and record.key != (
+            expected := message_key(outcome.project_id, outcome.entity, outcome.entity_id)
+        ):
+            reason = f"message key {_shown(record.key)} breaks the key rule: this event needs {expected.decode()!r}"
+            out.dead_letters.append(DeadLetter(record, reason, outcome.type, "wrong_key"))
+            return
         event_key = (outcome.project_id, outcome.event_id)
         if event_key in self.seen or event_key in self.in_flight or event_key in prepared.batch_ids:
             if outcome.entity != "trace_deletion":
@@ -170,34 +182,54 @@ class Processor:
         out, now_ms = prepared.out, prepared.now_ms
         for key in prepared.missing:
             if key in stored:
-                row, clocks = stored[key]
-                stored_form = stored_row_to_record_form(key[0], row)
-                state = state_from_row(key[0], stored_form, clocks, RECORD_FIELDS[key[0]])
-                state.written_sort_key = {name: stored_form[name] for name in SORT_KEY_COLUMNS[key[0]]}
-                self.states.put(state)
+                self.states.put(_stored_state(key, *stored[key]))
+        touched, failed = self._merge(prepared, now_ms)
+        for event, found in prepared.with_media:
+            # After the merge: an update event may not name its trace, the merged observation does.
+            state = self.states.get(_entity_key(event))
+            if _entity_key(event) not in failed:
+                _add_media(out, event, found, (state.trace_id if state else None) or event.entity_id, now_ms)
+        models = self.catalog.model_table
+        for key, state in touched.items():
+            try:
+                rows = rows_for(state, now_ms, models)
+                clocks = clocks_of(state, rows[-1]["metadata"])
+            except Exception as exc:
+                log.exception("building the row of %s failed", key)
+                failed[key] = f"internal error building the {key[0]} row: {exc!r}"
+                continue
+            for row in rows:
+                out.add_row(TABLE_BY_ENTITY[key[0]], key, row)
+            out.clocks.append((state.entity, state.project_id, state.entity_id, clocks))
+        if failed:
+            # One entity's failure never takes its batch down: its messages are dead letters, its state is dropped.
+            self.states.remove(failed)
+            refuse(out, failed, "internal_error")
+        out.counts["dead_lettered"] = len(out.dead_letters)
+        return out
+
+    def _merge(self, prepared: Prepared, now_ms: int) -> tuple[dict[EntityKey, EntityState], dict[EntityKey, str]]:
+        """Fold the batch's events into their entities' states: the touched entities, and those whose merge
+        failed (with why)."""
         touched: dict[EntityKey, EntityState] = {}
+        failed: dict[EntityKey, str] = {}
         for _, event_record in prepared.parsed:
             key = (event_record.entity, event_record.project_id, event_record.entity_id)
+            prepared.out.counts["processed"] += 1
+            if key in failed:
+                continue
             state = self.states.get(key)
             if state is None:
                 state = new_state(event_record, now_ms)
                 self.states.put(state)
-            if apply_record(state, event_record):
-                touched[key] = state
-            out.counts["processed"] += 1
-
-        for event, found in prepared.with_media:
-            # After the merge: an update event may not name its trace, the merged observation does.
-            state = self.states.get((event.entity, event.project_id, event.entity_id))
-            _add_media(out, event, found, (state.trace_id if state else None) or event.entity_id, now_ms)
-
-        models = self.catalog.model_table
-        for key, state in touched.items():
-            for row in rows_for(state, now_ms, models):
-                out.add_row(TABLE_BY_ENTITY[key[0]], key, row)
-            out.clocks.append((state.entity, state.project_id, state.entity_id, clocks_of(state)))
-        out.counts["dead_lettered"] = len(out.dead_letters)
-        return out
+            try:
+                if apply_record(state, event_record):
+                    touched[key] = state
+            except Exception as exc:
+                log.exception("merging into %s failed", key)
+                failed[key] = f"internal error merging into the {key[0]}: {exc!r}"
+                touched.pop(key, None)
+        return touched, failed
 
     def _extract_media(self, record: Record, event: IngestionEvent) -> Extraction | None:
         # A cheap test on the raw bytes first: most events carry neither base64 nor media tokens.
@@ -215,8 +247,7 @@ class Processor:
         #16017). Entities a store refused leave memory (their state holds events that were not written), and
         so do deleted traces (later events start from what ClickHouse holds)."""
         self._release(out)
-        refused_ids = {event_key for key in refused for _, event_key, _ in out.sources.get(key, ())}
-        self.seen.add_all(event_key for event_key in out.new_event_ids if event_key not in refused_ids)
+        self.seen.add_all(event_key for event_key in out.new_event_ids if event_key not in out.refused_ids)
         self.states.remove(refused)
         for deletion in out.deletions:
             self.forget_trace(deletion)
@@ -247,9 +278,10 @@ class Processor:
         self.in_flight.clear()
 
 
-def refuse(out: BatchOutput, refused: dict[EntityKey, str]) -> list[DeadLetter]:
+def refuse(out: BatchOutput, refused: dict[EntityKey, str], kind: str = "rejected_by_store") -> list[DeadLetter]:
     """Take the refused entities out of the batch (rows, clocks, media links and objects, archived messages)
-    and return dead letters for the messages that were merged into them."""
+    and return dead letters for the messages that were merged into them. Their events never count as seen, so
+    a replay of the letters after a fix is processed."""
     for table in list(out.rows):
         kept = [(row, owner) for row, owner in zip(out.rows[table], out.row_owners[table], strict=True)]
         kept = [(row, owner) for row, owner in kept if owner not in refused]
@@ -261,16 +293,35 @@ def refuse(out: BatchOutput, refused: dict[EntityKey, str]) -> list[DeadLetter]:
             out.media.pop(media_key, None)
             del out.media_owners[media_key]
     letters = [
-        DeadLetter(record, reason, event_type, "rejected_by_store")
+        DeadLetter(record, reason, event_type, kind)
         for key, reason in refused.items()
         for record, _, event_type in out.sources.get(key, ())
     ]
+    out.refused_ids.update(event_key for key in refused for _, event_key, _ in out.sources.get(key, ()))
     dropped = {id(letter.record) for letter in letters}
     out.archived = [record for record in out.archived if id(record) not in dropped]
     out.dead_letters.extend(letters)
     out.counts["dead_lettered"] = len(out.dead_letters)
     out.counts["processed"] -= len(letters)
     return letters
+
+
+def _entity_key(event: IngestionEvent) -> EntityKey:
+    return (event.entity, event.project_id, event.entity_id)
+
+
+def _stored_state(key: EntityKey, row: dict[str, Any], clocks: dict[str, Any]) -> EntityState:
+    stored_form = stored_row_to_record_form(key[0], row)
+    state = state_from_row(key[0], stored_form, clocks, RECORD_FIELDS[key[0]])
+    state.written_sort_key = {name: stored_form[name] for name in SORT_KEY_COLUMNS[key[0]]}
+    return state
+
+
+def _shown(key: bytes | None) -> str:
+    if key is None:
+        return "(none)"
+    text = key[:200].decode(errors="replace")
+    return repr(text + ("..." if len(key) > 200 else ""))
 
 
 def _add_media(out: BatchOutput, event: IngestionEvent, found: Extraction, trace_id: str, now_ms: int) -> None:

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.recordfile import Record, read_records
 from pipeline.transforms.validate import ENTITY_BY_TYPE
+from pipeline.transforms.validate import message_key as key_rule
 
 
 def message_key(event: dict[str, Any]) -> bytes:
@@ -18,7 +19,7 @@ def message_key(event: dict[str, Any]) -> bytes:
     body = event.get("body") if isinstance(event.get("body"), dict) else {}
     entity = ENTITY_BY_TYPE.get(str(event.get("type")), "unknown")
     entity_id = body.get("id") if entity != "score" else body.get("id") or event.get("id")
-    return f"{event.get('project_id', '')}:{entity}:{entity_id}".encode()
+    return key_rule(str(event.get("project_id", "")), entity, str(entity_id))
 
 
 def event_records(events: Iterable[dict[str, Any]], project_id: str | None = None) -> Iterator[Record]:

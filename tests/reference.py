@@ -38,7 +38,7 @@ def _truthy(value: Any) -> bool:
 
 
 def _dump(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _usage(body: dict[str, Any]) -> dict[str, int] | None:
@@ -97,7 +97,7 @@ def _fields(entity: str, event: dict[str, Any]) -> dict[str, Any]:
         )
         out["string_value"] = (
             value
-            if data_type == "CATEGORICAL"
+            if data_type in ("CATEGORICAL", "TEXT")
             else (("True" if value == 1 else "False") if data_type == "BOOLEAN" else None)
         )
         if body.get("traceId"):
@@ -159,6 +159,8 @@ def reference_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], d
             if isinstance(body_metadata, dict):
                 metadata = _deep_merge(metadata, body_metadata)
             tags.update(event["body"].get("tags") or [])
+        if entity == "observation":
+            _tools(row, metadata)
         row["metadata"] = {k: _dump(v) for k, v in metadata.items()}
         if entity == "trace":
             row["tags"] = sorted(tags)
@@ -169,6 +171,41 @@ def reference_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], d
             row["total_cost"] = reference_cost(row.get("provided_model_name"), row.get("usage_details") or {})
         rows[key] = row
     return rows
+
+
+def _tools(row: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """Tool definitions and calls for the shapes the generated streams send (``load/tool_shapes.py``), as Langfuse
+    stores them: the AI SDK's definitions move from metadata into the input; Anthropic's ``input_schema`` is not
+    a parameters key Langfuse reads."""
+    request = json.loads(row["input"]) if row.get("input", "").startswith(("[", "{")) else row.get("input")
+    attributes = metadata.get("attributes")
+    if isinstance(attributes, dict) and "ai.prompt.tools" in attributes:
+        moved = [json.loads(tool) for tool in attributes["ai.prompt.tools"]]
+        rest = {k: v for k, v in attributes.items() if k != "ai.prompt.tools"}
+        metadata.pop("attributes")
+        if rest:
+            metadata["attributes"] = rest
+        request = {"messages": request, "tools": moved}
+        row["input"] = _dump(request)
+    definitions = {}
+    for tool in request.get("tools", []) if isinstance(request, dict) else []:
+        spec = tool.get("function", tool)
+        schema = spec.get("parameters") or spec.get("inputSchema")
+        shown = {"description": spec.get("description", ""), "parameters": _dump(schema) if schema else ""}
+        definitions.setdefault(spec["name"], _dump(shown))
+    row["tool_definitions"] = definitions
+    answer = json.loads(row["output"]) if row.get("output", "").startswith("{") else {}
+    calls = []
+    for call in answer.get("tool_calls") or []:
+        if "function" in call:  # OpenAI
+            calls.append((call["function"]["name"], call["id"], call["function"]["arguments"], "function"))
+        else:  # Vercel AI SDK
+            calls.append((call["toolName"], call["toolCallId"], _dump(call["input"]), call["type"]))
+    for part in answer.get("content") if isinstance(answer.get("content"), list) else []:
+        if part.get("type") == "tool_use":  # Anthropic
+            calls.append((part["name"], part["id"], _dump(part["input"]), "tool_use"))
+    row["tool_call_names"] = [name for name, *_ in calls]
+    row["tool_calls"] = [_dump({"id": i, "arguments": a, "type": t, "index": 0}) for _, i, a, t in calls]
 
 
 _PRICES: list[tuple[re.Pattern[str], dict[str, Decimal]]] | None = None

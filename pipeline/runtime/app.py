@@ -28,6 +28,7 @@ from pipeline.endpoints import Endpoints, resolve
 from pipeline.processor import Processor
 from pipeline.runtime.checkpoint import Checkpoint, Sinks
 from pipeline.runtime.ingest import BatchLimits, Handed, Ingestion
+from pipeline.runtime.query import QueryServer
 from pipeline.runtime.retry import Health
 from pipeline.runtime.stats import RunStats
 from pipeline.runtime.web import add_pages
@@ -42,7 +43,7 @@ from pipeline.sources.kafka import BatchSource
 from pipeline.sources.lag import consumer_lag
 from pipeline.sources.stored_state import StoredStateReader, read_states
 from pipeline.stack.processes import free_port
-from pipeline.stores.clickhouse import ClickHouse, connect
+from pipeline.stores.clickhouse import ClickHouse, chdb_folder, connect
 from pipeline.stores.objects import ObjectStore, open_store
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.media import Limits as MediaLimits
@@ -73,6 +74,7 @@ class Worker:
     ingestion: Ingestion
     health: Health
     stats: RunStats
+    query_server: QueryServer | None = None
     exiting: bool = False
 
 
@@ -111,6 +113,7 @@ def build_worker(settings: Settings) -> faust.App:
         settings.state_max_entities,
         settings.dedup_max_ids,
         MediaLimits(settings.media_min_bytes, settings.media_max_bytes),
+        check_keys=True,
     )
     health, stats = Health(), RunStats()
     source = BatchSource(
@@ -134,6 +137,9 @@ def build_worker(settings: Settings) -> faust.App:
         health,
         stats,
     )
+    folder = chdb_folder(endpoints.clickhouse_url)
+    if folder is not None:
+        worker.query_server = QueryServer(clickhouse, folder)
     add_agent(worker, channel, make_checkpoint(worker, processor))
     add_tasks(worker)
     add_pages(app, worker)
@@ -207,6 +213,8 @@ def add_tasks(worker: Worker) -> None:
         await worker.clickhouse.run(warm_up_libraries)
         try:
             await warm_up_stores(worker)
+            if worker.query_server is not None:
+                await worker.query_server.start()
             await worker.dead_letters.start()
             await worker.config_feed.start()
         except Exception as exc:
@@ -252,7 +260,10 @@ async def close(worker: Worker) -> None:
     """After the last batch: release the clients and write the run summary."""
     summary_path = worker.settings.summary_file or worker.settings.stack_dir / "worker-summary.json"
     summary_path.write_bytes(orjson.dumps(worker.stats.summary()))
-    for step in (worker.dead_letters.stop, worker.config_feed.stop, worker.store.close):
+    steps = [worker.dead_letters.stop, worker.config_feed.stop, worker.store.close]
+    if worker.query_server is not None:
+        steps.append(worker.query_server.stop)
+    for step in steps:
         try:
             await step()
         except Exception as exc:  # already stopping: a client that fails to close loses nothing

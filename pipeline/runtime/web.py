@@ -1,6 +1,6 @@
 """The worker's HTTP endpoints (Faust's web server, on ``LFPIPE_WORKER_WEB_BIND``:``LFPIPE_WORKER_WEB_PORT``):
-``/metrics`` for Prometheus, ``/healthz`` (the event loop answers), ``/readyz`` (able to make progress), and
-``POST /query`` for ``lfpipe query`` while this worker holds the embedded chDB folder."""
+``/metrics`` for Prometheus, ``/healthz`` (the event loop answers) and ``/readyz`` (able to make progress).
+Nothing here reads or writes data: ``lfpipe query`` has its own owner-only socket (``runtime/query.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import faust
-import orjson
 from prometheus_client import generate_latest
 
 if TYPE_CHECKING:
@@ -28,21 +27,6 @@ def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
 
 
 def add_pages(app: faust.App, worker: Worker) -> None:
-    clickhouse = worker.clickhouse
-
-    @app.page("/query")
-    class QueryView(faust.web.View):
-        """SQL in the POST body, JSON out: how ``lfpipe query`` reaches a chDB folder this worker holds."""
-
-        async def post(self, request: faust.web.Request) -> faust.web.Response:
-            sql = await request.text()
-            try:
-                result = await clickhouse.run(clickhouse.client.query, sql)
-            except Exception as exc:
-                return self.bytes(orjson.dumps({"error": str(exc)}), content_type="application/json", status=400)
-            body = {"columns": list(result.column_names), "rows": [list(row) for row in result.result_rows]}
-            return self.bytes(orjson.dumps(body, default=str), content_type="application/json")
-
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type="text/plain; version=0.0.4")

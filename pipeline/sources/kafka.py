@@ -74,8 +74,9 @@ class BatchSource(ConsumerRebalanceListener):
         await self.consumer.stop()
 
     async def next_batch(self, max_events: int, max_bytes: int, window_seconds: float) -> Batch | None:
-        """Messages until ``max_events`` or ``max_bytes``, or until ``window_seconds`` after the first one was
-        produced (its timestamp; a message that waited behind a slow batch closes the next one at once);
+        """Messages until ``max_events`` or ``max_bytes`` (values, keys and headers), or until ``window_seconds``
+        after the first one was produced (its timestamp; a message that waited behind a slow batch closes the next
+        one at once);
         ``None`` when nothing arrives for a short while (so the caller can look at its other duties). A batch
         that straddles a rebalance is dropped: its records are read again from the committed offsets."""
         records: list[Record] = []
@@ -97,8 +98,11 @@ class BatchSource(ConsumerRebalanceListener):
                 continue
             for messages in fetched.values():
                 for message in messages:
-                    records.append(to_record(message))
-                    size += len(message.value or b"")
+                    record = to_record(message)
+                    records.append(record)
+                    size += len(record.value) + len(record.key or b"")
+                    if record.headers:
+                        size += sum(len(value) for _, value in record.headers)
             if deadline is None:
                 # A producer clock ahead of ours must not stretch the window.
                 produced = min(record.timestamp_ms for record in records) / 1000

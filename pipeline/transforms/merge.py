@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.transforms.normalize import stringify
 from pipeline.transforms.records import EventRecord, SortKey
 
 IMMUTABLE_FIELDS: dict[str, frozenset[str]] = {
@@ -126,13 +127,21 @@ def new_state(record: EventRecord, now_ms: int) -> EntityState:
     return EntityState(record.entity, record.project_id, record.entity_id, now_ms)
 
 
-def clocks_of(state: EntityState) -> dict[str, Any]:
-    """The clocks to persist beside the row (``metadata.<key>`` for metadata keys)."""
+def clocks_of(state: EntityState, stored_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """The clocks to persist beside the row (``metadata.<key>`` for metadata keys).
+
+    A fourth element marks an object value, so a reload can deep-merge into it again. Where the row stores a
+    metadata key differently from its merged value (tool definitions moved into the input), a fifth element
+    keeps the merged value itself: a reload must start from what the events said, not from the row's form.
+    """
     clocks: dict[str, Any] = {name: slot[0] for name, slot in state.fields.items()}
     for key, entries in state.metadata.items():
-        # A fourth element marks an object value, so a reload can deep-merge into it again.
-        is_object = isinstance(metadata_value(entries), dict | list)
-        clocks[f"metadata.{key}"] = (*entries[-1][0], 1) if is_object else entries[-1][0]
+        value = metadata_value(entries)
+        is_object = isinstance(value, dict | list)
+        clock = (*entries[-1][0], 1) if is_object else entries[-1][0]
+        if stored_metadata is not None and stored_metadata.get(key) != stringify(value):
+            clock = (*entries[-1][0], int(is_object), value)
+        clocks[f"metadata.{key}"] = clock
     return clocks
 
 
@@ -149,11 +158,18 @@ def state_from_row(
     for name in fields:
         if name in row and name in clocks:
             state.fields[name] = (_clock(clocks[name]), row[name])
+    merged_values = {
+        name[9:]: clock for name, clock in clocks.items() if name.startswith("metadata.") and len(clock) > 4
+    }
     for key, value in (row.get("metadata") or {}).items():
         clock = clocks.get(f"metadata.{key}")
+        if key in merged_values:
+            continue
         if clock is not None and len(clock) > 3 and clock[3]:
             value = orjson.loads(value)
         state.metadata[key] = [(_clock(clock), value)]
+    for key, clock in merged_values.items():
+        state.metadata[key] = [(_clock(clock), clock[4])]
     state.tags.update(row.get("tags") or ())
     return state
 

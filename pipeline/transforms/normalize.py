@@ -107,10 +107,11 @@ def capped_sum(counts: Any) -> int:
     return min(sum(counts), UINT64_MAX)
 
 
-def legacy_usage(value: Any) -> tuple[dict[str, int], dict[str, float]]:
-    """Legacy ``usage`` ({input, output, total, *Cost} or promptTokens...) to usage and cost maps."""
+def legacy_usage(value: Any) -> tuple[dict[str, int], dict[str, float], bool]:
+    """Legacy ``usage`` ({input, output, total, *Cost} or promptTokens...) to usage and cost maps, and whether it
+    named a total (even one that is then dropped as invalid: Langfuse derives a total only when none was sent)."""
     if not isinstance(value, dict):
-        return {}, {}
+        return {}, {}, False
     if any(value.get(key) is not None for key in ("promptTokens", "completionTokens", "totalTokens")):
         value = {
             "input": value.get("promptTokens"),
@@ -123,7 +124,7 @@ def legacy_usage(value: Any) -> tuple[dict[str, int], dict[str, float]]:
         for name, key in (("input", "inputCost"), ("output", "outputCost"), ("total", "totalCost"))
         if isinstance(raw := value.get(key), int | float) and not isinstance(raw, bool) and raw >= 0
     }
-    return usage, costs
+    return usage, costs, value.get("total") is not None
 
 
 def cost_details(value: Any) -> dict[str, float] | None:
@@ -139,10 +140,10 @@ def provided_usage_and_cost(
     usage: Any, details: Any, costs: Any
 ) -> tuple[dict[str, int] | None, dict[str, float] | None]:
     """Langfuse's provided_usage_details / provided_cost_details for one observation event."""
-    legacy_units, legacy_costs = legacy_usage(usage)
+    legacy_units, legacy_costs, total_given = legacy_usage(usage)
     detail_units = usage_details(details)
     units = dict(legacy_units)
-    if "total" not in units and not detail_units:
+    if not total_given and not detail_units:
         if "input" in units and "output" in units:
             units["total"] = capped_sum((units["input"], units["output"]))
         elif "input" in units or "output" in units:

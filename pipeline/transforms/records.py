@@ -214,7 +214,9 @@ def _score_fields(event: IngestionEvent, body: ScoreBody, config: ScoreConfig | 
         "string_value": string_value,
         "source": body.source if given(body.source) else "API",
     }
-    if data_type in ("TEXT", "CORRECTION"):
+    if data_type == "CORRECTION":
+        # Only a correction keeps its text in long_string_value; TEXT keeps it in string_value (Langfuse's test
+        # "should correctly ingest a TEXT score").
         fields["long_string_value"] = string_value or ""
         fields["string_value"] = None
     _copy(

@@ -13,6 +13,7 @@ from pipeline.transforms.enrich import enrich_observation
 from pipeline.transforms.merge import EntityState, metadata_value
 from pipeline.transforms.normalize import stringify
 from pipeline.transforms.pricing import ModelTable, clamp_decimal
+from pipeline.transforms.tools import tool_columns
 
 TABLE_BY_ENTITY = {"trace": "traces", "observation": "observations", "score": "scores"}
 
@@ -112,6 +113,9 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
     level = value("level") or "DEFAULT"
     provided_usage = value("provided_usage_details") or {}
     provided_cost = value("provided_cost_details") or {}
+    common = _common(state, now_ms)
+    # Tool definitions move from metadata into the input before anything reads the input (tokenizing included).
+    tools = tool_columns(value("input"), value("output"), common["metadata"])
     enrichment = enrich_observation(
         models,
         state.project_id,
@@ -120,11 +124,12 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
         provided_cost,
         observation_type=value("type"),
         level=level,
-        input_text=value("input"),
+        input_text=tools.input,
         output_text=value("output"),
     )
     return {
-        **_common(state, now_ms),
+        **common,
+        "metadata": tools.metadata,
         # No trace id anywhere: the observation's own id, as Langfuse's wrapper-trace rule intends (and a
         # random id, Langfuse's actual behaviour, would change on every re-merge).
         "trace_id": value("trace_id") or state.entity_id,
@@ -136,7 +141,7 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
         "level": level,
         "status_message": value("status_message"),
         "version": value("version"),
-        "input": value("input"),
+        "input": tools.input,
         "output": value("output"),
         "provided_model_name": value("provided_model_name"),
         "internal_model_id": enrichment.internal_model_id,
@@ -152,9 +157,9 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
         "prompt_version": value("prompt_version"),
         "usage_pricing_tier_id": enrichment.pricing_tier_id,
         "usage_pricing_tier_name": enrichment.pricing_tier_name,
-        "tool_definitions": {},
-        "tool_calls": [],
-        "tool_call_names": [],
+        "tool_definitions": tools.definitions,
+        "tool_calls": tools.calls,
+        "tool_call_names": tools.call_names,
     }
 
 

@@ -42,6 +42,8 @@ ENTITY_BY_TYPE: dict[str, str] = {
     "trace-delete": "trace_deletion",
 }
 UPDATE_TYPES = frozenset({"span-update", "generation-update", "observation-update"})
+# The key rule names the entity a message changes; a trace-delete changes its trace.
+KEY_ENTITY = {"trace_deletion": "trace"}
 MAX_ID_LENGTH = 800
 MAX_TRACE_NAME_LENGTH = 1000
 
@@ -51,7 +53,13 @@ ModelParameterValue = str | int | float | bool | None | list[str] | dict[str, st
 UsageUnit = Literal["CHARACTERS", "TOKENS", "SECONDS", "MILLISECONDS", "IMAGES", "REQUESTS"]
 ScoreSource = Literal["API", "EVAL", "ANNOTATION"]
 MAX_TEXT_SCORE_LENGTH = 500
-PROJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,256}")
+# A project id becomes part of object keys (media/<project>/...), file paths, Kafka keys and ClickHouse values:
+# it starts with a letter or digit (so never ".", ".." or a hidden name) and uses no other separator than . _ : -
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}")
+PROJECT_ID_RULE = "project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit"
+# Stored JSON is written by orjson, which refuses more than 254 levels; what a user can nest is capped below that.
+MAX_NESTING = 200
+NESTED_FIELDS = ("input", "output", "metadata")
 ObservationLevel = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
 ScoreDataType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "CORRECTION", "TEXT"]
 
@@ -230,7 +238,7 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
         return _reject(envelope, f"invalid {envelope.type} body: {exc}")
     if isinstance(body, SdkLogBody):
         return None if body.log is not None else _reject(envelope, "sdk-log body needs a log")
-    problem = _check_body(envelope.type, body)
+    problem = _check_body(envelope.type, body) or _check_nesting(raw, body)
     if problem:
         return _reject(envelope, problem)
     return IngestionEvent(
@@ -245,12 +253,17 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     )
 
 
+def message_key(project_id: str, entity: str, entity_id: str) -> bytes:
+    """The ingestion topic's key rule: ``<project_id>:<entity>:<id>`` (topics/README.md)."""
+    return f"{project_id}:{KEY_ENTITY.get(entity, entity)}:{entity_id}".encode()
+
+
 def _check_envelope(envelope: Envelope) -> Rejected | None:
     problem = check_id(envelope.id, "event id")
     if problem:
         return Rejected(problem, "invalid_envelope")
     if not PROJECT_ID.fullmatch(envelope.project_id):
-        return Rejected("project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -", "invalid_envelope")
+        return Rejected(PROJECT_ID_RULE, "invalid_envelope")
     if envelope.type not in ENTITY_BY_TYPE:
         return _reject(envelope, f"unknown event type {envelope.type!r}", "unknown_type")
     try:
@@ -303,6 +316,34 @@ def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
                 parse_timestamp_ms(value)
             except ValueError as exc:
                 return f"invalid body.{field}: {exc}"
+    return None
+
+
+def nesting(value: Json, limit: int) -> int:
+    """How many levels of arrays and objects ``value`` nests (0 for a scalar), counting no further than
+    ``limit + 1``."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        children = current.values() if isinstance(current, dict) else current if isinstance(current, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _check_nesting(raw: bytes, body: msgspec.Struct) -> str | None:
+    # Every level opens a bracket: with few brackets in the message, nothing can be too deep (the common case).
+    if raw.count(b"{") + raw.count(b"[") <= MAX_NESTING:
+        return None
+    for name in NESTED_FIELDS:
+        value = getattr(body, name, msgspec.UNSET)
+        if value is not msgspec.UNSET and nesting(value, MAX_NESTING) > MAX_NESTING:
+            return f"body.{name} nests arrays and objects more than {MAX_NESTING} levels deep"
     return None
 
 

@@ -34,6 +34,9 @@ COLUMNS = {
         "output",
         "parent_observation_id",
         "environment",
+        "tool_definitions",
+        "tool_calls",
+        "tool_call_names",
     ),
     "score": ("name", "value", "data_type", "string_value", "trace_id", "comment"),
 }
@@ -75,8 +78,10 @@ def _expected(column: str, row: dict[str, Any]) -> Any:
         return None if value is None else Decimal(value).normalize()
     if column == "environment":
         return value or "default"
-    if column in ("metadata", "usage_details"):
+    if column in ("metadata", "usage_details", "tool_definitions"):
         return value or {}
+    if column in ("tool_calls", "tool_call_names"):
+        return value or []
     return value
 
 

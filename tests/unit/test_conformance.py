@@ -288,3 +288,38 @@ def test_usage_beyond_uint64_and_unicode_digits_are_dropped_and_huge_costs_clamp
 def test_epoch_zero_start_time_is_a_time_not_a_missing_value():
     row = _observation(merged([envelope("span-create", {"id": "s", "startTime": "1970-01-01T00:00:00Z"})]))
     assert row["start_time"] == 0
+
+
+def test_should_merge_observations_and_set_negative_tokens_and_cost_to_null():
+    # IngestionService.integration.test.ts: a legacy usage whose total is negative names a total, so none is
+    # derived; the negatives are then dropped with it.
+    create = envelope("generation-create", {"id": "g", "model": "gpt-4o-mini-2024-07-18"}, ts=T0, event_id="a")
+    update = envelope(
+        "generation-update",
+        {"id": "g", "usage": {"input": 4, "output": -7, "total": -3, "unit": "TOKENS"}},
+        ts=T1,
+        event_id="b",
+    )
+    row = _observation(merged([create, update]))
+    assert row["provided_usage_details"] == {"input": 4}
+    assert row["usage_details"] == {"input": 4, "total": 4}
+    assert set(row["cost_details"]) == {"input", "total"} and row["cost_details"]["input"] > 0
+
+
+def test_should_correctly_ingest_a_text_score():
+    # IngestionService.integration.test.ts: TEXT keeps its text in string_value; only CORRECTION uses
+    # long_string_value.
+    text = envelope("score-create", {"id": "s", "name": "feedback", "value": "Great answer", "dataType": "TEXT"})
+    fix = envelope(
+        "score-create",
+        {"id": "c", "name": "correction", "value": "The answer is 42", "dataType": "CORRECTION", "traceId": "t"},
+        event_id="e2",
+    )
+    rows = merged([{**text, "body": {**text["body"], "traceId": "t"}}, fix])
+    by_id = {key[2]: row for key, row in rows.items() if key[0] == "score"}
+    assert (by_id["s"]["string_value"], by_id["s"]["value"], by_id["s"]["long_string_value"]) == (
+        "Great answer",
+        0.0,
+        "",
+    )
+    assert (by_id["c"]["string_value"], by_id["c"]["long_string_value"]) == (None, "The answer is 42")

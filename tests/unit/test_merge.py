@@ -271,3 +271,44 @@ def test_a_late_create_sets_the_trace_id_of_an_observation_first_stored_from_its
     row = through_storage([update, create])
     assert (row["trace_id"], row["output"]) == ("t", "x")
     assert row == through_storage([create, update]) | {k: row[k] for k in ("updated_at", "event_ts", "created_at")}
+
+
+def test_a_message_whose_key_breaks_the_rule_is_a_dead_letter_when_keys_are_checked():
+    from pipeline.producer import message_key
+
+    good = envelope("trace-create", {"id": "t", "name": "n"}, event_id="a")
+    wrong = envelope("trace-create", {"id": "u", "name": "n"}, event_id="b")
+    delete = envelope("trace-delete", {"id": "t"}, event_id="c")
+    records = [
+        Record(value=orjson.dumps(good), key=message_key(good)),
+        Record(value=orjson.dumps(wrong), key=b"p1:trace:t"),
+        Record(value=orjson.dumps(delete), key=b"p1:trace:t"),
+    ]
+    out = Processor(CATALOG, 5_000_000, 100, 100, check_keys=True).process(records, lambda keys: {}, 0)
+    (letter,) = out.dead_letters
+    assert letter.kind == "wrong_key" and letter.record is records[1]
+    assert "'p1:trace:u'" in letter.reason
+    assert [row["id"] for row in out.rows["traces"]] == ["t"] and len(out.deletions) == 1
+
+
+def test_an_entity_whose_row_cannot_be_built_is_a_dead_letter_and_its_batch_goes_on(monkeypatch):
+    import pipeline.processor as processor_module
+
+    build = processor_module.rows_for
+
+    def failing(state: Any, now_ms: int, models: Any) -> list:
+        if state.entity_id == "bad":
+            raise RecursionError("maximum recursion depth exceeded")
+        return build(state, now_ms, models)
+
+    monkeypatch.setattr(processor_module, "rows_for", failing)
+    events = [envelope("trace-create", {"id": i, "name": i}, event_id=f"e-{i}") for i in ("ok", "bad", "fine")]
+    processor = Processor(CATALOG, 5_000_000, 100, 100)
+    out = processor.process([Record(value=orjson.dumps(e)) for e in events], lambda keys: {}, 0)
+    assert sorted(row["id"] for row in out.rows["traces"]) == ["fine", "ok"]
+    (letter,) = out.dead_letters
+    assert letter.kind == "internal_error" and "RecursionError" in letter.reason
+    assert orjson.loads(letter.record.value)["id"] == "e-bad"
+    assert out.counts["processed"] == 2 and ("trace", "p1", "bad") not in processor.states
+    processor.mark_durable(out)
+    assert ("p1", "e-bad") not in processor.seen and ("p1", "e-ok") in processor.seen

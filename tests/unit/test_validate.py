@@ -85,3 +85,39 @@ def test_ids_with_special_characters_round_trip(special):
 def test_values_clickhouse_cannot_store_are_rejected_not_retried_forever(kind, body, reason):
     outcome = parse(envelope(kind, body))
     assert isinstance(outcome, Rejected) and reason in outcome.reason
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("field", ["metadata", "input", "output"])
+def test_values_nested_deeper_than_the_limit_are_rejected_with_the_field_named(field):
+    from pipeline.transforms.validate import MAX_NESTING
+
+    deep = parse(envelope("trace-create", {"id": "t", field: _nested(MAX_NESTING + 1)}))
+    assert isinstance(deep, Rejected) and deep.kind == "invalid_body"
+    assert f"body.{field} nests arrays and objects more than {MAX_NESTING} levels deep" in deep.reason
+    assert isinstance(parse(envelope("trace-create", {"id": "t", field: _nested(MAX_NESTING)})), IngestionEvent)
+
+
+def test_nesting_counts_arrays_and_objects_and_stops_early():
+    from pipeline.transforms.validate import nesting
+
+    assert nesting("x", 5) == 0 and nesting([], 5) == 1 and nesting({"a": [{"b": 1}]}, 5) == 3
+    assert nesting(_nested(10_000), 5) == 6
+
+
+@pytest.mark.parametrize("project", [".", "..", ".hidden", "-x", "a/b", "", "p" * 257, "a b"])
+def test_project_ids_that_cannot_be_part_of_an_object_key_are_rejected(project):
+    outcome = parse({**envelope("trace-create", {"id": "t"}), "project_id": project})
+    assert isinstance(outcome, Rejected) and outcome.kind == "invalid_envelope"
+    assert "starting with a letter or digit" in outcome.reason
+
+
+@pytest.mark.parametrize("project", ["p", "acme:prod", "7a88fb47-b4e2-43b8-a06c-a5ce950dc53a", "a..b", "x" * 256])
+def test_project_ids_of_letters_digits_and_separators_pass(project):
+    assert isinstance(parse({**envelope("trace-create", {"id": "t"}), "project_id": project}), IngestionEvent)
