@@ -147,13 +147,10 @@ async def _archive_objects(phase: Phase) -> int:
         await store.close()
 
 
-def run_benchmark(
-    base: Settings, traces: int, seed: int, latency_seconds: float, say: Callable[[str], None]
-) -> dict[str, Any]:
-    stack_up(base.stack_dir)
-    run = f"bench{int(time.time())}"
-    root = (base.stack_dir / "benchmarks" / run).resolve()
-    shape = StreamShape(
+def benchmark_shape(traces: int, seed: int) -> StreamShape:
+    """The benchmark's stream: agent loops, Dify workflows and RAGFlow turns across 20 skewed projects, with images,
+    large payloads, disorder, duplicates and invalid messages (also the stage benchmark's, ``load/stages.py``)."""
+    return StreamShape(
         traces=traces,
         seed=seed,
         mix={"agent": 2, "dify": 1, "ragflow": 1},
@@ -164,7 +161,15 @@ def run_benchmark(
         invalid=0.002,
         projects=20,
     )
-    records = list(generate_stream(shape))
+
+
+def run_benchmark(
+    base: Settings, traces: int, seed: int, latency_seconds: float, say: Callable[[str], None]
+) -> dict[str, Any]:
+    stack_up(base.stack_dir)
+    run = f"bench{int(time.time())}"
+    root = (base.stack_dir / "benchmarks" / run).resolve()
+    records = list(generate_stream(benchmark_shape(traces, seed)))
     say(f"generated {len(records)} events ({sum(len(r.value) for r in records) / 1e6:.1f} MB)")
     bootstrap = resolve(base).kafka_bootstrap
 

@@ -536,6 +536,19 @@ def load_benchmark(
     console.print("charts: " + ", ".join(charts))
 
 
+@load.command("stages")
+def load_stages(
+    traces: Annotated[int, typer.Option(help="Traces in the generated stream (the benchmark's mix).")] = 4000,
+    seed: Annotated[int, typer.Option(help="Stream seed.")] = 11,
+) -> None:
+    """The processor's stages alone on one core (no Kafka, ClickHouse or S3): time per event by stage."""
+    from load.stages import render, run_stages
+
+    with console.status("running the stages"):
+        result = run_stages(traces, seed)
+    sys.stdout.write(render(result) + "\n")
+
+
 @app.command()
 def rebuild(
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,

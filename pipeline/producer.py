@@ -10,8 +10,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from pipeline.recordfile import Record, read_records
-from pipeline.transforms.validate import ENTITY_BY_TYPE
-from pipeline.transforms.validate import message_key as key_rule
+from pipeline.transforms.events import ENTITY_BY_TYPE
+from pipeline.transforms.events import message_key as key_rule
 
 
 def message_key(event: dict[str, Any]) -> bytes:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.processor import Processor, refuse
+from pipeline.batch import refuse
+from pipeline.processor import Processor
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import archive_records
 from pipeline.sinks.clickhouse import RowsSink

@@ -11,9 +11,9 @@ import base64
 import io
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import msgspec
 import orjson
 import zstandard
 
@@ -21,15 +21,14 @@ MAGIC = b"LFR1\n"
 _LENGTH = struct.Struct(">I")
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True, gc=False):
     value: bytes
     key: bytes | None = None
     timestamp_ms: int = 0
     topic: str = ""
     partition: int = -1
     offset: int = -1
-    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -4,7 +4,7 @@ row from ClickHouse that does not have their changes yet."""
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,7 +43,8 @@ class StateStore:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._states: OrderedDict[EntityKey, EntityState] = OrderedDict()
-        self._pins: Counter[EntityKey] = Counter()
+        # One set of keys per batch in flight (at most two batches, so membership is two lookups).
+        self._pinned: list[set[EntityKey]] = []
 
     def __len__(self) -> int:
         return len(self._states)
@@ -61,12 +62,12 @@ class StateStore:
         self._states[state.key] = state
         self._states.move_to_end(state.key)
 
-    def pin(self, keys: Iterable[EntityKey]) -> None:
-        self._pins.update(keys)
+    def pin(self, keys: set[EntityKey]) -> None:
+        """Keep ``keys`` (one batch's entities, this very set) until ``unpin`` is given the same set."""
+        self._pinned.append(keys)
 
-    def unpin(self, keys: Iterable[EntityKey]) -> None:
-        self._pins.subtract(keys)
-        self._pins = +self._pins  # drop the keys that reached zero
+    def unpin(self, keys: set[EntityKey]) -> None:
+        self._pinned = [pinned for pinned in self._pinned if pinned is not keys]
 
     def remove(self, keys: Iterable[EntityKey]) -> None:
         for key in keys:
@@ -84,11 +85,11 @@ class StateStore:
         for key in self._states:  # oldest first
             if len(evicted) == excess:
                 break
-            if key not in self._pins:
+            if not any(key in pinned for pinned in self._pinned):
                 evicted.append(key)
         for key in evicted:
             del self._states[key]
 
     def clear(self) -> None:
         self._states.clear()
-        self._pins.clear()
+        self._pinned.clear()

@@ -28,6 +28,7 @@ from pipeline.endpoints import Endpoints, resolve
 from pipeline.processor import Processor
 from pipeline.runtime.checkpoint import Checkpoint, Sinks
 from pipeline.runtime.ingest import BatchLimits, Handed, Ingestion
+from pipeline.runtime.memory import tune_gc
 from pipeline.runtime.query import QueryServer
 from pipeline.runtime.retry import Health
 from pipeline.runtime.stats import RunStats
@@ -43,7 +44,7 @@ from pipeline.sources.kafka import BatchSource
 from pipeline.sources.lag import consumer_lag
 from pipeline.sources.stored_state import StoredStateReader, read_states
 from pipeline.stack.processes import free_port
-from pipeline.stores.clickhouse import ClickHouse, chdb_folder, connect
+from pipeline.stores.clickhouse import ClickHouse, another_session, chdb_folder, connect
 from pipeline.stores.objects import ObjectStore, open_store
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.media import Limits as MediaLimits
@@ -133,7 +134,7 @@ def build_worker(settings: Settings) -> faust.App:
         ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog),
         DeadLetterSink(endpoints.kafka_bootstrap, settings.topic("ingestion-deadletter"), store),
         source,
-        make_ingestion(settings, app, source, processor, clickhouse, channel, health, stats),
+        make_ingestion(settings, endpoints, app, source, processor, channel, health, stats),
         health,
         stats,
     )
@@ -150,10 +151,10 @@ def build_worker(settings: Settings) -> faust.App:
 
 def make_ingestion(
     settings: Settings,
+    endpoints: Endpoints,
     app: faust.App,
     source: BatchSource,
     processor: Processor,
-    clickhouse: ClickHouse,
     channel: Any,
     health: Health,
     stats: RunStats,
@@ -164,7 +165,10 @@ def make_ingestion(
     limits = BatchLimits(
         settings.batch_max_events, settings.batch_max_bytes, settings.batch_max_seconds, settings.drain_seconds
     )
-    reader = StoredStateReader(clickhouse, settings.retry_max_seconds, health)
+    # Reads of stored state have a session and a thread of their own: they never wait behind the inserts of the
+    # batch before (the entities that batch writes are in memory, never read back).
+    reading = ClickHouse(another_session(endpoints.clickhouse_url))
+    reader = StoredStateReader(reading, settings.retry_max_seconds, health)
     return Ingestion(source, processor, reader, hand_over, limits, asyncio.Event(), stats, app.crash)
 
 
@@ -211,6 +215,7 @@ def add_tasks(worker: Worker) -> None:
         # One-time costs (pandas inside clickhouse-connect, tokenizer tables) paid at start, not by the first
         # batches' latency; models and score configs before the first batch (a half-read catalog misprices).
         await worker.clickhouse.run(warm_up_libraries)
+        tune_gc()
         try:
             await warm_up_stores(worker)
             if worker.query_server is not None:
@@ -269,6 +274,7 @@ async def close(worker: Worker) -> None:
         except Exception as exc:  # already stopping: a client that fails to close loses nothing
             log.debug("closing: %s", exc)
     await asyncio.to_thread(worker.clickhouse.close)
+    await asyncio.to_thread(worker.ingestion.reader.clickhouse.close)
 
 
 async def warm_up_stores(worker: Worker) -> None:

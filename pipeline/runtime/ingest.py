@@ -24,7 +24,8 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from pipeline import metrics
-from pipeline.processor import BatchOutput, Processor
+from pipeline.batch import BatchOutput
+from pipeline.processor import Processor
 from pipeline.runtime.checkpoint import CheckpointResult
 from pipeline.runtime.stats import RunStats
 from pipeline.sources.kafka import Batch, BatchSource

@@ -20,11 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import orjson
 from aiohttp import web
 
-from pipeline.stores.clickhouse import ClickHouse
+from pipeline.stores.clickhouse import ClickHouse, another_session
 
 # Functions that reach outside the database even inside a SELECT (``file`` reads any local file).
 DENIED_FUNCTIONS = frozenset(
@@ -76,7 +75,7 @@ class QueryServer:
         if ";" in sql.strip().rstrip(";"):
             raise QueryRefused("one statement at a time (no ';' inside the SQL)")
         if self._client is None:
-            self._client = clickhouse_connect.get_client(dsn=f"chdb://{self._folder.resolve()}")
+            self._client = another_session(f"chdb://{self._folder}")
         ast = [row[0] for row in self._client.query(f"EXPLAIN AST {sql}", settings=READ_ONLY).result_rows]
         reason = refusal(ast)
         if reason:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import metrics
-from pipeline.processor import BatchOutput
+from pipeline.batch import BatchOutput
 from pipeline.recordfile import Record
 from pipeline.transforms import tokenize
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from pipeline import metrics
-from pipeline.processor import BatchOutput
+from pipeline.batch import BatchOutput
 from pipeline.recordfile import Record, decode_records, encode_records
 from pipeline.sinks.base import PermanentFailure, Refused
 from pipeline.stores.objects import ObjectStore, is_refused_object

@@ -20,10 +20,9 @@ from typing import Any
 import orjson
 
 from pipeline import metrics
-from pipeline.processor import BatchOutput, EntityKey
+from pipeline.batch import BatchOutput, EntityKey
 from pipeline.sinks.base import Refused, narrow
-from pipeline.stores.clickhouse import ClickHouse, is_data_error, to_datetime
-from pipeline.transforms.rows import DATETIME_COLUMNS
+from pipeline.stores.clickhouse import ClickHouse, is_data_error
 
 MAX_PARTITIONS_PER_INSERT = 100
 # Tables partitioned by month, and the column that decides the month.
@@ -77,22 +76,33 @@ class RowsSink:
         return refused, written
 
     def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert row dicts (timestamps in epoch ms); returns the bytes ClickHouse reports written."""
+        """Insert row dicts; returns the bytes ClickHouse reports written."""
         if not rows:
             return 0
-        names = [name for name in self.clickhouse.columns(table) if name in rows[0]]
-        data = [[to_datetime(row[name]) if name in DATETIME_COLUMNS else row[name] for name in names] for row in rows]
-        return self.clickhouse.client.insert(table, data, column_names=names).written_bytes()
+        names, columns = insert_columns(self.clickhouse.columns(table), rows)
+        return self.clickhouse.client.insert(table, columns, column_names=names, column_oriented=True).written_bytes()
 
     def insert_clocks(self, clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> int:
-        rows = [
-            [project, entity, entity_id, orjson.dumps(clock).decode(), to_datetime(now_ms)]
-            for entity, project, entity_id, clock in clocks
-        ]
+        rows = clock_rows(clocks, now_ms)
         if not rows:
             return 0
         columns = ["project_id", "entity", "id", "clocks", "event_ts"]
         return self.clickhouse.client.insert("merge_clocks", rows, column_names=columns).written_bytes()
+
+
+def clock_rows(clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> list[list[Any]]:
+    """``merge_clocks`` rows: project, entity, id, the clocks as JSON, and when they were written."""
+    return [
+        [project, entity, entity_id, orjson.dumps(clock).decode(), now_ms]
+        for entity, project, entity_id, clock in clocks
+    ]
+
+
+def insert_columns(table_columns: list[str], rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The insert's column names (the table's, in order, that the rows have) and one list of values per column.
+    Timestamps stay epoch milliseconds: a DateTime64(3) column takes them as they are."""
+    names = [name for name in table_columns if name in rows[0]]
+    return names, [[row[name] for row in rows] for name in names]
 
 
 def month_of(ms: int) -> int:

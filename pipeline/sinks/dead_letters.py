@@ -15,7 +15,7 @@ import hashlib
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.processor import BatchOutput, DeadLetter
+from pipeline.batch import BatchOutput, DeadLetter
 from pipeline.recordfile import Record, encode_records
 from pipeline.sinks.base import Refused
 from pipeline.stores.objects import ObjectStore

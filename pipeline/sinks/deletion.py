@@ -16,7 +16,7 @@ from datetime import UTC
 from clickhouse_connect.driver.client import Client
 
 from pipeline import metrics
-from pipeline.processor import BatchOutput
+from pipeline.batch import BatchOutput
 from pipeline.sinks.archive import rewrite_object
 from pipeline.sinks.base import Refused
 from pipeline.stores.clickhouse import ClickHouse

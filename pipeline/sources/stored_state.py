@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.processor import EntityKey, StoredState
+from pipeline.batch import EntityKey, StoredState
 from pipeline.runtime.retry import Health, retried
 from pipeline.stores.clickhouse import ClickHouse
 from pipeline.transforms.rows import RECORD_FIELDS, TABLE_BY_ENTITY

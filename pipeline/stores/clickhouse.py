@@ -15,7 +15,6 @@ import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,6 +81,13 @@ def connect(url: str, role: str, web_port: int | None = None, wait_seconds: floa
     return clickhouse_connect.get_client(dsn=f"chdb://{folder.resolve()}")
 
 
+def another_session(url: str) -> Client:
+    """A second client of a ClickHouse this process has already connected to (``connect``): for chDB, a session
+    of its own in the same process (chDB runs sessions concurrently), so reads need not queue behind inserts."""
+    folder = chdb_folder(url)
+    return clickhouse_connect.get_client(dsn=f"chdb://{folder.resolve()}" if folder is not None else url)
+
+
 def error_code(exc: BaseException) -> int | None:
     """The ClickHouse error code carried by an exception, if any."""
     code = getattr(exc, "code", None)
@@ -99,10 +105,6 @@ def is_data_error(exc: BaseException) -> bool:
         return error_code(exc) in DATA_ERROR_CODES
     # Raised while clickhouse-connect serialises a value that does not fit its column type.
     return isinstance(exc, OverflowError | UnicodeEncodeError | struct.error | TypeError | ValueError)
-
-
-def to_datetime(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class ClickHouse:

@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
+
+from pipeline.transforms.merge import EntityState, stored_metadata
 from pipeline.transforms.normalize import capped_sum
-from pipeline.transforms.pricing import Costs, ModelTable, computed_costs, provided_costs
+from pipeline.transforms.pricing import Costs, ModelTable, clamp_decimal, computed_costs, provided_costs
 from pipeline.transforms.tokenize import count_tokens
+from pipeline.transforms.tools import ToolColumns, tool_columns
 
 
-@dataclass(frozen=True, slots=True)
-class Enrichment:
+class Enrichment(msgspec.Struct, frozen=True, gc=False):
     usage_details: dict[str, int]
     cost_details: dict[str, Decimal]
     total_cost: Decimal | None
     internal_model_id: str | None
     pricing_tier_id: str | None
     pricing_tier_name: str | None
+
+
+class Enriched(msgspec.Struct, frozen=True, gc=False):
+    """What an observation's row derives from its merged state: tools, then usage and cost."""
+
+    tools: ToolColumns
+    usage: Enrichment
+    level: str
+    provided_usage: dict[str, int]
+    provided_cost: dict[str, Decimal]
+
+
+def enrich_state(state: EntityState, models: ModelTable) -> Enriched:
+    """The enrichment stage for one merged observation. Tool definitions move from metadata into the input
+    first: everything that reads the input (tokenizing included) reads it as it will be stored."""
+    value = state.value
+    level = value("level") or "DEFAULT"
+    provided_usage = value("provided_usage_details") or {}
+    provided_cost = value("provided_cost_details") or {}
+    tools = tool_columns(value("input"), value("output"), stored_metadata(state))
+    usage = enrich_observation(
+        models,
+        state.project_id,
+        value("provided_model_name"),
+        provided_usage,
+        provided_cost,
+        observation_type=value("type"),
+        level=level,
+        input_text=tools.input,
+        output_text=value("output"),
+    )
+    costs = {key: clamp_decimal(Decimal(str(cost))) for key, cost in provided_cost.items()}
+    return Enriched(tools, usage, level, provided_usage, costs)
 
 
 def usage_with_total(provided: dict[str, int]) -> dict[str, int]:

@@ -15,9 +15,9 @@ crash, a rebalance or a late update safe:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from pipeline.transforms.normalize import stringify
@@ -32,16 +32,20 @@ IMMUTABLE_FIELDS: dict[str, frozenset[str]] = {
 STORED_CLOCK: SortKey = (-(2**62), 0, "")
 
 
-@dataclass(slots=True)
-class EntityState:
+class EntityState(msgspec.Struct, gc=False):
+    """One entity's merged fields with the clock of the event that set each. Values and clocks are two maps, not
+    one of pairs: a state is kept for every entity in memory, and every small container costs the garbage
+    collector a look (the state is never part of a reference cycle, hence ``gc=False``)."""
+
     entity: str
     project_id: str
     entity_id: str
     created_at_ms: int
-    fields: dict[str, tuple[SortKey, Any]] = field(default_factory=dict)
+    values: dict[str, Any] = msgspec.field(default_factory=dict)
+    clocks: dict[str, SortKey] = msgspec.field(default_factory=dict)
     # Per top-level key: (clock, value) entries since the latest non-object value, in clock order.
-    metadata: dict[str, list[tuple[SortKey, Any]]] = field(default_factory=dict)
-    tags: set[str] = field(default_factory=set)
+    metadata: dict[str, list[tuple[SortKey, Any]]] = msgspec.field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
     # The sort-key columns of the row last written for this entity (see rows.sort_key_columns).
     written_sort_key: dict[str, Any] | None = None
 
@@ -52,11 +56,10 @@ class EntityState:
     @property
     def trace_id(self) -> str | None:
         """The trace the entity belongs to (a trace belongs to itself)."""
-        return self.entity_id if self.entity == "trace" else self.value("trace_id")
+        return self.entity_id if self.entity == "trace" else self.values.get("trace_id")
 
     def value(self, name: str, default: Any = None) -> Any:
-        slot = self.fields.get(name)
-        return default if slot is None else slot[1]
+        return self.values.get(name, default)
 
 
 def deep_merge(older: Any, newer: Any) -> Any:
@@ -79,23 +82,21 @@ def apply_record(state: EntityState, record: EventRecord) -> bool:
     clock = record.sort_key
     immutable = IMMUTABLE_FIELDS[state.entity]
     changed = False
-    fields = state.fields
+    values, clocks = state.values, state.clocks
     for name, value in record.fields.items():
         if isinstance(value, dict) and not value:
             continue  # an empty object never overwrites (protects usage and cost maps)
-        current = fields.get(name)
-        if current is None:
-            fields[name] = (clock, value)
-            changed = True
-        elif (clock < current[0]) if name in immutable else (clock > current[0]):
-            # A newer clock must be persisted even when the value is equal, or a reload would let an event
-            # that sorts between the two win.
-            fields[name] = (clock, value)
+        current = clocks.get(name)
+        # A newer clock must be persisted even when the value is equal, or a reload would let an event that
+        # sorts between the two win.
+        if current is None or ((clock < current) if name in immutable else (clock > current)):
+            values[name] = value
+            clocks[name] = clock
             changed = True
     if record.metadata:
         changed |= _apply_metadata(state.metadata, record.metadata, clock)
     if record.tags and not state.tags.issuperset(record.tags):
-        state.tags.update(record.tags)
+        state.tags = state.tags | frozenset(record.tags)
         changed = True
     return changed
 
@@ -123,6 +124,11 @@ def metadata_value(entries: list[tuple[SortKey, Any]]) -> Any:
     return value
 
 
+def stored_metadata(state: EntityState) -> dict[str, str]:
+    """The merged metadata as Langfuse stores it: every top-level value stringified."""
+    return {key: stringify(metadata_value(entries)) for key, entries in state.metadata.items()}
+
+
 def new_state(record: EventRecord, now_ms: int) -> EntityState:
     return EntityState(record.entity, record.project_id, record.entity_id, now_ms)
 
@@ -134,7 +140,7 @@ def clocks_of(state: EntityState, stored_metadata: dict[str, str] | None = None)
     metadata key differently from its merged value (tool definitions moved into the input), a fifth element
     keeps the merged value itself: a reload must start from what the events said, not from the row's form.
     """
-    clocks: dict[str, Any] = {name: slot[0] for name, slot in state.fields.items()}
+    clocks: dict[str, Any] = dict(state.clocks)
     for key, entries in state.metadata.items():
         value = metadata_value(entries)
         is_object = isinstance(value, dict | list)
@@ -157,7 +163,8 @@ def state_from_row(
     state = EntityState(entity, row["project_id"], row["id"], row["created_at"])
     for name in fields:
         if name in row and name in clocks:
-            state.fields[name] = (_clock(clocks[name]), row[name])
+            state.values[name] = row[name]
+            state.clocks[name] = _clock(clocks[name])
     merged_values = {
         name[9:]: clock for name, clock in clocks.items() if name.startswith("metadata.") and len(clock) > 4
     }
@@ -170,7 +177,7 @@ def state_from_row(
         state.metadata[key] = [(_clock(clock), value)]
     for key, clock in merged_values.items():
         state.metadata[key] = [(_clock(clock), clock[4])]
-    state.tags.update(row.get("tags") or ())
+    state.tags = frozenset(row.get("tags") or ())
     return state
 
 

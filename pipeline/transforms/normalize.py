@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -19,6 +20,11 @@ def normalize_environment(value: Any) -> str:
     """Lower-case, strip a ``langfuse`` prefix, cut to 40 characters; anything else invalid is "default"."""
     if not value or not isinstance(value, str):
         return "default"
+    return _environment(value)
+
+
+@lru_cache(maxsize=1024)
+def _environment(value: str) -> str:
     name = _ENVIRONMENT_PREFIX.sub("", value.lower())[:40]
     return name if _ENVIRONMENT_VALID.match(name) else "default"
 

@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from typing import Any
 
+import msgspec
 import orjson
 
 # ClickHouse Decimal64(12): at most 18 digits, 12 of them after the point.
@@ -153,8 +154,7 @@ def clamp_decimal(value: Decimal) -> Decimal:
     return value.quantize(DECIMAL_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
-@dataclass(frozen=True, slots=True)
-class Costs:
+class Costs(msgspec.Struct, frozen=True, gc=False):
     details: dict[str, Decimal]
     total: Decimal | None
 

@@ -7,27 +7,19 @@ A field missing from the record is JavaScript's ``undefined`` (never overwrites)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from pipeline.transforms.catalog import ScoreConfig
+from pipeline.transforms.events import LegacyUsage, ObservationBody, ScoreBody, TraceBody
 from pipeline.transforms.normalize import (
     metadata_record,
     normalize_environment,
     provided_usage_and_cost,
     stringify,
 )
-from pipeline.transforms.validate import (
-    IngestionEvent,
-    LegacyUsage,
-    ObservationBody,
-    ScoreBody,
-    TraceBody,
-    given,
-    parse_timestamp_ms,
-)
+from pipeline.transforms.validate import IngestionEvent, given, parse_timestamp_ms
 
 OBSERVATION_TYPE_BY_EVENT = {
     "span": "SPAN",
@@ -42,6 +34,12 @@ OBSERVATION_TYPE_BY_EVENT = {
     "guardrail": "GUARDRAIL",
 }
 
+# The observation type an event type sets (legacy observation-create/-update name theirs in the body).
+TYPE_OF_OBSERVATION_EVENT = {
+    f"{kind}-{action}": observation_type
+    for kind, observation_type in OBSERVATION_TYPE_BY_EVENT.items()
+    for action in ("create", "update")
+}
 SortKey = tuple[int, int, str]
 
 
@@ -49,8 +47,7 @@ class InvalidEvent(ValueError):
     """A structurally valid event that Langfuse's worker would reject (for example a score out of range)."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
+class EventRecord(msgspec.Struct, frozen=True, gc=False):
     entity: str
     project_id: str
     entity_id: str
@@ -106,10 +103,35 @@ def to_record(
     return EventRecord(event.entity, event.project_id, event.entity_id, sort_key(event), fields, metadata, tags)
 
 
-def _copy(fields: dict[str, Any], body: msgspec.Struct, mapping: dict[str, str], null_overwrites: bool) -> None:
-    for source, column in mapping.items():
+# Body field -> column, computed once per body type. "Nullable" ones are overwritten by a null, as in Langfuse.
+TRACE_NULLABLE = (("name", "name"), ("userId", "user_id"), ("release", "release"), ("version", "version"))
+TRACE_NULLABLE += (("sessionId", "session_id"),)
+OBSERVATION_NULLABLE = (("name", "name"), ("level", "level"), ("model", "provided_model_name"))
+OBSERVATION_KEPT = (
+    ("statusMessage", "status_message"),
+    ("parentObservationId", "parent_observation_id"),
+    ("version", "version"),
+)
+OBSERVATION_TIMES = (("endTime", "end_time"), ("completionStartTime", "completion_start_time"))
+SCORE_KEPT = (
+    ("traceId", "trace_id"),
+    ("observationId", "observation_id"),
+    ("sessionId", "session_id"),
+    ("datasetRunId", "dataset_run_id"),
+    ("configId", "config_id"),
+    ("queueId", "queue_id"),
+    ("executionTraceId", "execution_trace_id"),
+    ("authorUserId", "author_user_id"),
+)
+UNSET = msgspec.UNSET
+
+
+def _copy(
+    fields: dict[str, Any], body: msgspec.Struct, mapping: tuple[tuple[str, str], ...], null_overwrites: bool
+) -> None:
+    for source, column in mapping:
         value = getattr(body, source)
-        if value is msgspec.UNSET or (value is None and not null_overwrites):
+        if value is UNSET or (value is None and not null_overwrites):
             continue
         fields[column] = value
 
@@ -140,12 +162,7 @@ def _trace_fields(event: IngestionEvent, body: TraceBody) -> dict[str, Any]:
         "timestamp": _ms(body.timestamp, event.timestamp_ms),
         "environment": normalize_environment(body.environment if given(body.environment) else None),
     }
-    _copy(
-        fields,
-        body,
-        {"name": "name", "userId": "user_id", "release": "release", "version": "version", "sessionId": "session_id"},
-        null_overwrites=True,
-    )
+    _copy(fields, body, TRACE_NULLABLE, null_overwrites=True)
     if given(body.public):
         # Langfuse writes public=false on every trace-create, resetting a flag set in the UI; we only set it
         # when the producer says so.
@@ -155,9 +172,7 @@ def _trace_fields(event: IngestionEvent, body: TraceBody) -> dict[str, Any]:
 
 
 def _observation_type(event: IngestionEvent, body: ObservationBody) -> str:
-    if event.type.startswith("observation-"):
-        return str(body.type)
-    return OBSERVATION_TYPE_BY_EVENT[event.type.rsplit("-", 1)[0]]
+    return TYPE_OF_OBSERVATION_EVENT.get(event.type) or str(body.type)
 
 
 def _observation_fields(event: IngestionEvent, body: ObservationBody) -> dict[str, Any]:
@@ -168,17 +183,12 @@ def _observation_fields(event: IngestionEvent, body: ObservationBody) -> dict[st
     }
     if given(body.traceId):
         fields["trace_id"] = body.traceId
-    _copy(fields, body, {"name": "name", "level": "level", "model": "provided_model_name"}, null_overwrites=True)
-    _copy(
-        fields,
-        body,
-        {"statusMessage": "status_message", "parentObservationId": "parent_observation_id", "version": "version"},
-        null_overwrites=False,
-    )
-    for source, column in (("endTime", "end_time"), ("completionStartTime", "completion_start_time")):
-        stamp = _ms(getattr(body, source))
-        if stamp is not None:
-            fields[column] = stamp
+    _copy(fields, body, OBSERVATION_NULLABLE, null_overwrites=True)
+    _copy(fields, body, OBSERVATION_KEPT, null_overwrites=False)
+    for source, column in OBSERVATION_TIMES:
+        stamp = getattr(body, source)
+        if stamp.__class__ is str:
+            fields[column] = parse_timestamp_ms(stamp)
     if body.modelParameters:
         fields["model_parameters"] = stringify(body.modelParameters)
     if given(body.promptName):
@@ -219,23 +229,9 @@ def _score_fields(event: IngestionEvent, body: ScoreBody, config: ScoreConfig | 
         # "should correctly ingest a TEXT score").
         fields["long_string_value"] = string_value or ""
         fields["string_value"] = None
-    _copy(
-        fields,
-        body,
-        {
-            "traceId": "trace_id",
-            "observationId": "observation_id",
-            "sessionId": "session_id",
-            "datasetRunId": "dataset_run_id",
-            "configId": "config_id",
-            "queueId": "queue_id",
-            "executionTraceId": "execution_trace_id",
-            "authorUserId": "author_user_id",
-        },
-        null_overwrites=False,
-    )
+    _copy(fields, body, SCORE_KEPT, null_overwrites=False)
     # A null comment on update clears the comment (Langfuse #4900).
-    _copy(fields, body, {"comment": "comment"}, null_overwrites=True)
+    _copy(fields, body, (("comment", "comment"),), null_overwrites=True)
     return fields
 
 

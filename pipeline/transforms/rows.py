@@ -6,14 +6,10 @@ Timestamps stay epoch milliseconds here; the ClickHouse sink converts them on in
 from __future__ import annotations
 
 from datetime import UTC
-from decimal import Decimal
 from typing import Any
 
-from pipeline.transforms.enrich import enrich_observation
-from pipeline.transforms.merge import EntityState, metadata_value
-from pipeline.transforms.normalize import stringify
-from pipeline.transforms.pricing import ModelTable, clamp_decimal
-from pipeline.transforms.tools import tool_columns
+from pipeline.transforms.enrich import Enriched
+from pipeline.transforms.merge import EntityState, stored_metadata
 
 TABLE_BY_ENTITY = {"trace": "traces", "observation": "observations", "score": "scores"}
 
@@ -80,7 +76,7 @@ def _common(state: EntityState, now_ms: int) -> dict[str, Any]:
         "id": state.entity_id,
         "project_id": state.project_id,
         "environment": state.value("environment", "default"),
-        "metadata": {key: stringify(metadata_value(entries)) for key, entries in state.metadata.items()},
+        "metadata": stored_metadata(state),
         "created_at": state.created_at_ms,
         "updated_at": now_ms,
         "event_ts": now_ms,
@@ -89,7 +85,7 @@ def _common(state: EntityState, now_ms: int) -> dict[str, Any]:
 
 
 def trace_row(state: EntityState, now_ms: int) -> dict[str, Any]:
-    value = state.value
+    value = state.values.get
     return {
         **_common(state, now_ms),
         "timestamp": value("timestamp"),
@@ -106,29 +102,13 @@ def trace_row(state: EntityState, now_ms: int) -> dict[str, Any]:
     }
 
 
-def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict[str, Any]:
-    value = state.value
+def observation_row(state: EntityState, now_ms: int, enriched: Enriched) -> dict[str, Any]:
+    value = state.values.get
     start = value("start_time")
     end = value("end_time")
-    level = value("level") or "DEFAULT"
-    provided_usage = value("provided_usage_details") or {}
-    provided_cost = value("provided_cost_details") or {}
-    common = _common(state, now_ms)
-    # Tool definitions move from metadata into the input before anything reads the input (tokenizing included).
-    tools = tool_columns(value("input"), value("output"), common["metadata"])
-    enrichment = enrich_observation(
-        models,
-        state.project_id,
-        value("provided_model_name"),
-        provided_usage,
-        provided_cost,
-        observation_type=value("type"),
-        level=level,
-        input_text=tools.input,
-        output_text=value("output"),
-    )
+    tools, enrichment = enriched.tools, enriched.usage
     return {
-        **common,
+        **_common(state, now_ms),
         "metadata": tools.metadata,
         # No trace id anywhere: the observation's own id, as Langfuse's wrapper-trace rule intends (and a
         # random id, Langfuse's actual behaviour, would change on every re-merge).
@@ -138,7 +118,7 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
         "start_time": start,
         "end_time": max(end, start) if end is not None else None,
         "name": value("name") or "",
-        "level": level,
+        "level": enriched.level,
         "status_message": value("status_message"),
         "version": value("version"),
         "input": tools.input,
@@ -146,9 +126,9 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
         "provided_model_name": value("provided_model_name"),
         "internal_model_id": enrichment.internal_model_id,
         "model_parameters": value("model_parameters"),
-        "provided_usage_details": provided_usage,
+        "provided_usage_details": enriched.provided_usage,
         "usage_details": enrichment.usage_details,
-        "provided_cost_details": {key: clamp_decimal(Decimal(str(cost))) for key, cost in provided_cost.items()},
+        "provided_cost_details": enriched.provided_cost,
         "cost_details": enrichment.cost_details,
         "total_cost": enrichment.total_cost,
         "completion_start_time": value("completion_start_time"),
@@ -164,7 +144,7 @@ def observation_row(state: EntityState, now_ms: int, models: ModelTable) -> dict
 
 
 def score_row(state: EntityState, now_ms: int) -> dict[str, Any]:
-    value = state.value
+    value = state.values.get
     return {
         **_common(state, now_ms),
         "timestamp": value("timestamp"),
@@ -202,21 +182,24 @@ def _sort_identity(entity: str, columns: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def rows_for(state: EntityState, now_ms: int, models: ModelTable) -> list[dict[str, Any]]:
+def rows_for(
+    state: EntityState, now_ms: int, enriched: Enriched | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The entity's new row, preceded by a deletion of its previous row when a late event with an earlier
-    timestamp moved it to another sort key (otherwise FINAL would show both)."""
-    row = build_row(state, now_ms, models)
+    timestamp moved it to another sort key (otherwise FINAL would show both); and the row's sort-key columns,
+    which the caller keeps as the entity's written sort key."""
+    row = build_row(state, now_ms, enriched)
     current = {name: row[name] for name in SORT_KEY_COLUMNS[state.entity]}
     previous = state.written_sort_key
-    state.written_sort_key = current
     if previous is None or _sort_identity(state.entity, previous) == _sort_identity(state.entity, current):
-        return [row]
-    return [{**row, **previous, "is_deleted": 1}, row]
+        return [row], current
+    return [{**row, **previous, "is_deleted": 1}, row], current
 
 
-def build_row(state: EntityState, now_ms: int, models: ModelTable) -> dict[str, Any]:
+def build_row(state: EntityState, now_ms: int, enriched: Enriched | None = None) -> dict[str, Any]:
     if state.entity == "observation":
-        return observation_row(state, now_ms, models)
+        assert enriched is not None, "an observation row needs its enrichment"
+        return observation_row(state, now_ms, enriched)
     if state.entity == "trace":
         return trace_row(state, now_ms)
     return score_row(state, now_ms)

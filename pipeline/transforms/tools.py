@@ -21,9 +21,9 @@ batching of events gives the same row.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from pipeline.transforms.normalize import stringify
@@ -38,13 +38,12 @@ MESSAGE_KEYS = ("role", "content", "tool_calls", "additional_kwargs")
 NOT_MAPPED = object()
 
 
-@dataclass(frozen=True, slots=True)
-class ToolColumns:
+class ToolColumns(msgspec.Struct, frozen=True, gc=False):
     input: str | None  # the stored input: with definitions moved in from metadata, when there were any
     metadata: dict[str, str]  # the stored metadata, without them
-    definitions: dict[str, str] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-    call_names: list[str] = field(default_factory=list)
+    definitions: dict[str, str] = msgspec.field(default_factory=dict)
+    calls: list[str] = msgspec.field(default_factory=list)
+    call_names: list[str] = msgspec.field(default_factory=list)
 
 
 def parse_if_string(value: Any) -> Any:
@@ -108,9 +107,20 @@ def tool_columns(input_text: str | None, output_text: str | None, metadata: dict
 
 
 def _mentions_tools(input_text: str | None, output_text: str | None, metadata: dict[str, str]) -> bool:
-    # Cheap: every shape above names a tool or has arguments; an escape (\u) could hide either.
-    texts = [input_text or "", output_text or "", *metadata.keys(), *metadata.values()]
-    return any("tool" in text or "\\u" in text for text in texts) or "arguments" in (output_text or "")
+    """A cheap test before any parsing: every definition shape has a key or value that starts with "tool (tools,
+    role tool) and every call shape one that starts with "tool, "arguments or "call_id; definitions in metadata
+    sit under its tools or attributes keys. An escape (\\u) could hide any of them."""
+    text_in, text_out = input_text or "", output_text or ""
+    return (
+        '"tool' in text_in
+        or '"tool' in text_out
+        or '"arguments' in text_out
+        or '"call_id' in text_out
+        or "\\u" in text_in
+        or "\\u" in text_out
+        or "tools" in metadata
+        or "tool" in metadata.get("attributes", "")
+    )
 
 
 def extract_definitions(input_value: Any) -> dict[str, str]:

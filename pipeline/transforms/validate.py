@@ -8,51 +8,36 @@ As lenient as Langfuse's ingestion API: unknown body keys are ignored, invalid e
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 import orjson
 
-ENTITY_BY_TYPE: dict[str, str] = {
-    "trace-create": "trace",
-    "score-create": "score",
-    "sdk-log": "sdk_log",
-    "observation-create": "observation",
-    "observation-update": "observation",
-    **{
-        f"{kind}-create": "observation"
-        for kind in (
-            "event",
-            "span",
-            "generation",
-            "agent",
-            "tool",
-            "chain",
-            "retriever",
-            "evaluator",
-            "embedding",
-            "guardrail",
-        )
-    },
-    "span-update": "observation",
-    "generation-update": "observation",
-    "trace-delete": "trace_deletion",
-}
-UPDATE_TYPES = frozenset({"span-update", "generation-update", "observation-update"})
-# The key rule names the entity a message changes; a trace-delete changes its trace.
-KEY_ENTITY = {"trace_deletion": "trace"}
+from pipeline.transforms.events import (
+    BODY_TYPE_BY_ENTITY,
+    ENTITY_BY_TYPE,
+    EVENT_DECODER,
+    MAX_TEXT_SCORE_LENGTH,
+    TYPE_OF_EVENT,
+    UPDATE_TYPES,
+    Envelope,
+    Json,
+    ObservationBody,
+    ScoreBody,
+    SdkLogBody,
+    TraceBody,
+    TraceDeleteBody,
+    TypedEvent,
+)
+
+UNSET = msgspec.UNSET
+
 MAX_ID_LENGTH = 800
 MAX_TRACE_NAME_LENGTH = 1000
 
-Json = Any
-Unset = msgspec.UnsetType
-ModelParameterValue = str | int | float | bool | None | list[str] | dict[str, str]
-UsageUnit = Literal["CHARACTERS", "TOKENS", "SECONDS", "MILLISECONDS", "IMAGES", "REQUESTS"]
-ScoreSource = Literal["API", "EVAL", "ANNOTATION"]
-MAX_TEXT_SCORE_LENGTH = 500
 # A project id becomes part of object keys (media/<project>/...), file paths, Kafka keys and ClickHouse values:
 # it starts with a letter or digit (so never ".", ".." or a hidden name) and uses no other separator than . _ : -
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}")
@@ -60,115 +45,12 @@ PROJECT_ID_RULE = "project_id must be 1 to 256 characters of A-Z a-z 0-9 . _ : -
 # Stored JSON is written by orjson, which refuses more than 254 levels; what a user can nest is capped below that.
 MAX_NESTING = 200
 NESTED_FIELDS = ("input", "output", "metadata")
-ObservationLevel = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
-ScoreDataType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "CORRECTION", "TEXT"]
+# Every digit byte as "1", everything else as "0": 20 ones in a row is a number too long for 64 bits.
+DIGITS_AS_ONES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+TWENTY_DIGITS = b"1" * 20
 
 
-class Envelope(msgspec.Struct):
-    id: str
-    timestamp: str
-    type: str
-    body: dict[str, Json]
-    project_id: str
-    metadata: Json = None
-
-
-class LegacyUsage(msgspec.Struct):
-    input: int | None = None
-    output: int | None = None
-    total: int | None = None
-    unit: UsageUnit | None = None
-    promptTokens: int | None = None
-    completionTokens: int | None = None
-    totalTokens: int | None = None
-    inputCost: float | None = None
-    outputCost: float | None = None
-    totalCost: float | None = None
-
-
-class TraceBody(msgspec.Struct, omit_defaults=True):
-    id: str | msgspec.UnsetType | None = msgspec.UNSET
-    timestamp: str | msgspec.UnsetType | None = msgspec.UNSET
-    name: str | msgspec.UnsetType | None = msgspec.UNSET
-    externalId: str | msgspec.UnsetType | None = msgspec.UNSET
-    input: Json = msgspec.UNSET
-    output: Json = msgspec.UNSET
-    sessionId: str | msgspec.UnsetType | None = msgspec.UNSET
-    release: str | msgspec.UnsetType | None = msgspec.UNSET
-    version: str | msgspec.UnsetType | None = msgspec.UNSET
-    userId: str | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: Json = msgspec.UNSET
-    tags: list[str] | msgspec.UnsetType | None = msgspec.UNSET
-    environment: Json = msgspec.UNSET  # never rejected: anything invalid becomes "default"
-    public: bool | msgspec.UnsetType | None = msgspec.UNSET
-
-
-class ObservationBody(msgspec.Struct, omit_defaults=True):
-    id: str | msgspec.UnsetType | None = msgspec.UNSET
-    traceId: str | msgspec.UnsetType | None = msgspec.UNSET
-    type: Literal["SPAN", "GENERATION", "EVENT"] | msgspec.UnsetType | None = msgspec.UNSET
-    name: str | msgspec.UnsetType | None = msgspec.UNSET
-    startTime: str | msgspec.UnsetType | None = msgspec.UNSET
-    endTime: str | msgspec.UnsetType | None = msgspec.UNSET
-    completionStartTime: str | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: Json = msgspec.UNSET
-    input: Json = msgspec.UNSET
-    output: Json = msgspec.UNSET
-    level: ObservationLevel | msgspec.UnsetType | None = msgspec.UNSET
-    statusMessage: str | msgspec.UnsetType | None = msgspec.UNSET
-    parentObservationId: str | msgspec.UnsetType | None = msgspec.UNSET
-    version: str | msgspec.UnsetType | None = msgspec.UNSET
-    environment: Json = msgspec.UNSET  # never rejected: anything invalid becomes "default"
-    model: str | msgspec.UnsetType | None = msgspec.UNSET
-    modelParameters: dict[str, ModelParameterValue] | Unset | None = msgspec.UNSET
-    usage: LegacyUsage | Unset | None = msgspec.UNSET
-    usageDetails: dict[str, Json] | Unset | None = msgspec.UNSET
-    costDetails: dict[str, Json] | Unset | None = msgspec.UNSET
-    promptName: str | msgspec.UnsetType | None = msgspec.UNSET
-    promptVersion: Annotated[int, msgspec.Meta(ge=0, le=65535)] | Unset | None = msgspec.UNSET
-
-
-class ScoreBody(msgspec.Struct, omit_defaults=True):
-    name: Annotated[str, msgspec.Meta(min_length=1)]
-    value: float | str
-    id: str | msgspec.UnsetType | None = msgspec.UNSET
-    timestamp: str | msgspec.UnsetType | None = msgspec.UNSET
-    traceId: str | msgspec.UnsetType | None = msgspec.UNSET
-    observationId: str | msgspec.UnsetType | None = msgspec.UNSET
-    sessionId: str | msgspec.UnsetType | None = msgspec.UNSET
-    datasetRunId: str | msgspec.UnsetType | None = msgspec.UNSET
-    comment: str | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: Json = msgspec.UNSET
-    dataType: ScoreDataType | Unset = msgspec.UNSET
-    configId: str | msgspec.UnsetType | None = msgspec.UNSET
-    environment: Json = msgspec.UNSET  # never rejected: anything invalid becomes "default"
-    source: ScoreSource | Unset = msgspec.UNSET
-    queueId: str | msgspec.UnsetType | None = msgspec.UNSET
-    executionTraceId: str | msgspec.UnsetType | None = msgspec.UNSET
-    authorUserId: str | msgspec.UnsetType | None = msgspec.UNSET
-
-
-class SdkLogBody(msgspec.Struct):
-    log: Json
-
-
-class TraceDeleteBody(msgspec.Struct):
-    """Deletes a trace with its observations, scores, archived payloads and unreferenced media."""
-
-    id: str | None = None
-
-
-BODY_TYPE_BY_ENTITY: dict[str, type[msgspec.Struct]] = {
-    "sdk_log": SdkLogBody,
-    "trace": TraceBody,
-    "observation": ObservationBody,
-    "score": ScoreBody,
-    "trace_deletion": TraceDeleteBody,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class IngestionEvent:
+class IngestionEvent(msgspec.Struct, frozen=True, gc=False):
     project_id: str
     event_id: str
     timestamp_ms: int
@@ -179,8 +61,7 @@ class IngestionEvent:
     is_update: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True, gc=False):
     reason: str
     # A short stable category for metrics and dead-letter filters: too_large, malformed_json,
     # invalid_envelope, unknown_type, invalid_body.
@@ -204,6 +85,11 @@ def parse_timestamp_ms(value: str) -> int:
     return ms
 
 
+@lru_cache(maxsize=4096)
+def valid_project_id(value: str) -> bool:
+    return PROJECT_ID.fullmatch(value) is not None
+
+
 def check_id(value: str, what: str) -> str | None:
     if not value:
         return f"{what} is empty"
@@ -218,6 +104,24 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     """One Kafka message value to an event. ``None`` means a valid message that stores nothing (sdk-log)."""
     if len(raw) > max_bytes:
         return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes", "too_large")
+    # Integers beyond 64 bits: orjson reads them as floats, msgspec as ints; keep orjson's reading everywhere.
+    if TWENTY_DIGITS not in raw.translate(DIGITS_AS_ONES):
+        try:
+            event = EVENT_DECODER.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            pass  # the lenient path below says precisely what is wrong
+        else:
+            return _accept(event, raw)
+    return _parse_lenient(raw)
+
+
+def _accept(event: TypedEvent, raw: bytes) -> IngestionEvent | Rejected | None:
+    """The checks a typed decode cannot express, then the event."""
+    envelope = Envelope(event.id, event.timestamp, TYPE_OF_EVENT[type(event)], {}, event.project_id, event.metadata)
+    return _check_envelope(envelope) or _checked(envelope, event.body, raw)  # type: ignore[attr-defined]
+
+
+def _parse_lenient(raw: bytes) -> IngestionEvent | Rejected | None:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -229,15 +133,19 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     rejected = _check_envelope(envelope)
     if rejected:
         return rejected
-    entity = ENTITY_BY_TYPE[envelope.type]
-    if entity == "score" and not given(envelope.body.get("id")):
-        envelope.body["id"] = envelope.id
     try:
-        body = msgspec.convert(envelope.body, BODY_TYPE_BY_ENTITY[entity])
+        body = msgspec.convert(envelope.body, BODY_TYPE_BY_ENTITY[ENTITY_BY_TYPE[envelope.type]])
     except msgspec.ValidationError as exc:
         return _reject(envelope, f"invalid {envelope.type} body: {exc}")
+    return _checked(envelope, body, raw)
+
+
+def _checked(envelope: Envelope, body: msgspec.Struct, raw: bytes) -> IngestionEvent | Rejected | None:
+    entity = ENTITY_BY_TYPE[envelope.type]
     if isinstance(body, SdkLogBody):
         return None if body.log is not None else _reject(envelope, "sdk-log body needs a log")
+    if isinstance(body, ScoreBody) and not given(body.id):
+        body.id = envelope.id  # a score without an id takes the envelope's (Langfuse: a random one)
     problem = _check_body(envelope.type, body) or _check_nesting(raw, body)
     if problem:
         return _reject(envelope, problem)
@@ -253,16 +161,11 @@ def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     )
 
 
-def message_key(project_id: str, entity: str, entity_id: str) -> bytes:
-    """The ingestion topic's key rule: ``<project_id>:<entity>:<id>`` (topics/README.md)."""
-    return f"{project_id}:{KEY_ENTITY.get(entity, entity)}:{entity_id}".encode()
-
-
 def _check_envelope(envelope: Envelope) -> Rejected | None:
     problem = check_id(envelope.id, "event id")
     if problem:
         return Rejected(problem, "invalid_envelope")
-    if not PROJECT_ID.fullmatch(envelope.project_id):
+    if not valid_project_id(envelope.project_id):
         return Rejected(PROJECT_ID_RULE, "invalid_envelope")
     if envelope.type not in ENTITY_BY_TYPE:
         return _reject(envelope, f"unknown event type {envelope.type!r}", "unknown_type")
@@ -283,39 +186,42 @@ def given(value: Any) -> bool:
 
 def _check_body(event_type: str, body: msgspec.Struct) -> str | None:
     body_id = getattr(body, "id", None)
-    if not given(body_id):
+    if body_id is None or body_id is UNSET:
         # Langfuse reports these as successes and then silently skips them; we say why instead.
         return f"{event_type} body has no id, so the entity cannot be identified"
-    problem = check_id(body_id, "body.id")
+    problem = check_id(body_id, "body.id") or _BODY_CHECKS[type(body)](event_type, body)
     if problem:
         return problem
-    if isinstance(body, ObservationBody) and given(body.traceId):
-        problem = check_id(body.traceId, "body.traceId")
-        if problem:
-            return problem
-    if isinstance(body, TraceBody) and given(body.name) and len(body.name) > MAX_TRACE_NAME_LENGTH:
-        return f"trace name is longer than {MAX_TRACE_NAME_LENGTH} characters"
-    if isinstance(body, ObservationBody):
-        if given(body.promptName) != given(body.promptVersion):
-            return "promptName and promptVersion must be set together"
-        if not given(body.type) and event_type.startswith("observation-"):
-            return f"{event_type} body needs a type (SPAN, GENERATION or EVENT)"
-        nested = isinstance(body.modelParameters, dict) and any(
-            isinstance(value, list | dict) for value in body.modelParameters.values()
-        )
-        if nested and event_type.startswith("observation-"):
-            return f"{event_type} modelParameters values must be strings, numbers or booleans"
-    if isinstance(body, ScoreBody):
-        problem = _check_score(body)
-        if problem:
-            return problem
-    for field in ("timestamp", "startTime", "endTime", "completionStartTime"):
-        value = getattr(body, field, None)
-        if given(value):
+    for field in TIMESTAMP_FIELDS[type(body)]:
+        value = getattr(body, field)
+        if value is not None and value is not UNSET:
             try:
                 parse_timestamp_ms(value)
             except ValueError as exc:
                 return f"invalid body.{field}: {exc}"
+    return None
+
+
+def _check_trace(event_type: str, body: TraceBody) -> str | None:
+    name = body.name
+    if name is not None and name is not UNSET and len(name) > MAX_TRACE_NAME_LENGTH:
+        return f"trace name is longer than {MAX_TRACE_NAME_LENGTH} characters"
+    return None
+
+
+def _check_observation(event_type: str, body: ObservationBody) -> str | None:
+    if given(body.traceId):
+        problem = check_id(body.traceId, "body.traceId")  # type: ignore[arg-type]
+        if problem:
+            return problem
+    if given(body.promptName) != given(body.promptVersion):
+        return "promptName and promptVersion must be set together"
+    if event_type.startswith("observation-"):
+        if not given(body.type):
+            return f"{event_type} body needs a type (SPAN, GENERATION or EVENT)"
+        parameters = body.modelParameters
+        if isinstance(parameters, dict) and any(isinstance(value, list | dict) for value in parameters.values()):
+            return f"{event_type} modelParameters values must be strings, numbers or booleans"
     return None
 
 
@@ -358,6 +264,20 @@ def _check_score(body: ScoreBody) -> str | None:
     if body.dataType == "TEXT" and isinstance(body.value, str) and not 0 < len(body.value) <= MAX_TEXT_SCORE_LENGTH:
         return f"a TEXT score value needs 1 to {MAX_TEXT_SCORE_LENGTH} characters"
     return None
+
+
+_BODY_CHECKS: dict[type, Callable[[str, Any], str | None]] = {
+    TraceBody: _check_trace,
+    ObservationBody: _check_observation,
+    ScoreBody: lambda _, body: _check_score(body),
+    TraceDeleteBody: lambda _, body: None,
+}
+TIMESTAMP_FIELDS: dict[type, tuple[str, ...]] = {
+    TraceBody: ("timestamp",),
+    ObservationBody: ("startTime", "endTime", "completionStartTime"),
+    ScoreBody: ("timestamp",),
+    TraceDeleteBody: (),
+}
 
 
 def _reject(envelope: Envelope, reason: str, kind: str = "invalid_body") -> Rejected:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.processor import BatchOutput, EntityKey
+from pipeline.batch import BatchOutput, EntityKey
 from pipeline.recordfile import Record, decode_records
 from pipeline.runtime.checkpoint import Checkpoint, Sinks
 from pipeline.runtime.retry import Health

@@ -8,6 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.batch import event_key
 from pipeline.processor import Processor
 from pipeline.recordfile import Record
 from tests.reference import reference_rows
@@ -311,4 +312,4 @@ def test_an_entity_whose_row_cannot_be_built_is_a_dead_letter_and_its_batch_goes
     assert orjson.loads(letter.record.value)["id"] == "e-bad"
     assert out.counts["processed"] == 2 and ("trace", "p1", "bad") not in processor.states
     processor.mark_durable(out)
-    assert ("p1", "e-bad") not in processor.seen and ("p1", "e-ok") in processor.seen
+    assert event_key("p1", "e-bad") not in processor.seen and event_key("p1", "e-ok") in processor.seen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pipeline.processor import BatchOutput
+from pipeline.batch import BatchOutput
 from pipeline.recordfile import Record
 from pipeline.runtime.stats import RunStats
 
