@@ -11,7 +11,8 @@ import msgspec
 
 from pipeline.recordfile import Record
 from pipeline.transforms.deletion import TraceDeletion
-from pipeline.transforms.media import Extraction, MediaObject
+from pipeline.transforms.events import MediaUploadBody
+from pipeline.transforms.media import Extraction, MediaObject, media_object_key
 
 EntityKey = tuple[str, str, str]  # (entity, project id, entity id)
 EventKey = str  # project id and event id (see ``event_key``): a string, which the garbage collector ignores
@@ -105,12 +106,27 @@ def add_media(out: BatchOutput, owner: EntityKey, found: Extraction, trace_id: s
             "content_type": reference.content_type,
             "sha_256_hash": stored.sha256 if stored else "",
             "content_length": len(stored.content) if stored else 0,
-            "bucket_path": media_key(project_id, stored) if stored else "",
-            "event_ts": now_ms,
+            "bucket_path": media_object_key(project_id, stored.media_id, stored.content_type) if stored else "",
+            # A token whose object this batch did not store (an SDK uploaded it) says less than a complete row of
+            # the same link, from an extraction or a gateway upload: the lowest version lets those replace it.
+            "event_ts": now_ms if stored else 0,
         }
         out.add_row("media", owner, row)
 
 
-def media_key(project_id: str, media: MediaObject) -> str:
-    """Where a media object lives in object storage (Langfuse's layout: <project>/<id>.<ext>)."""
-    return f"media/{project_id}/{media.key}"
+def add_media_upload(out: BatchOutput, owner: EntityKey, body: MediaUploadBody, now_ms: int) -> None:
+    """The link row for a file an SDK uploaded through the gateway: complete, like an extracted object's."""
+    project_id, media_id = owner[1], owner[2]
+    row = {
+        "project_id": project_id,
+        "media_id": media_id,
+        "trace_id": body.traceId,
+        "observation_id": body.observationId or "",
+        "field": body.field,
+        "content_type": body.contentType,
+        "sha_256_hash": body.sha256Hash,
+        "content_length": body.contentLength,
+        "bucket_path": media_object_key(project_id, media_id, body.contentType),
+        "event_ts": now_ms,
+    }
+    out.add_row("media", owner, row)

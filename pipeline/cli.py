@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline.cli_common import console, endpoints_or_fail, fail, settings_from_env
 from pipeline.config import Settings
-from pipeline.endpoints import StackNotRunning, resolve
+from pipeline.gateway.commands import gateway, keys
 from pipeline.transforms.catalog import model_key, score_config_key
 
 app = typer.Typer(
@@ -40,24 +41,9 @@ retention = typer.Typer(help="Per-project retention of rows, archive and media."
 app.add_typer(retention, name="retention")
 dead_letters = typer.Typer(help="Inspect dead letters and replay them after a fix.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
-console = Console(stderr=True)
+app.add_typer(keys, name="keys")
+app.command("gateway")(gateway)
 SAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "load" / "recordings" / "sample.lfr.zst"
-
-
-def _settings() -> Settings:
-    return Settings()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
-def _endpoints(settings: Settings) -> Any:
-    try:
-        return resolve(settings)
-    except StackNotRunning as exc:
-        _fail(str(exc))
 
 
 @dev.command("up")
@@ -65,7 +51,7 @@ def dev_up(no_s3: Annotated[bool, typer.Option(help="Skip SeaweedFS (archive to 
     """Start Kafka and SeaweedFS (resolving the Kafka jars with Maven on first use)."""
     from pipeline.stack.local import stack_up
 
-    settings = _settings()
+    settings = settings_from_env()
     with console.status("starting the local stack (first run resolves Kafka jars with Maven)"):
         state = stack_up(settings.stack_dir, with_s3=not no_s3)
     _print_status(state)
@@ -76,7 +62,7 @@ def dev_down() -> None:
     """Stop the servers this stack started (by PID)."""
     from pipeline.stack.local import stack_down
 
-    stopped = stack_down(_settings().stack_dir)
+    stopped = stack_down(settings_from_env().stack_dir)
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
@@ -85,7 +71,7 @@ def dev_status() -> None:
     """Show what runs, where."""
     from pipeline.stack.local import stack_status
 
-    _print_status(stack_status(_settings().stack_dir))
+    _print_status(stack_status(settings_from_env().stack_dir))
 
 
 def _print_status(state: dict[str, Any]) -> None:
@@ -108,7 +94,7 @@ def topics_apply(
     """Create missing topics and report drift; running it twice changes nothing."""
     from pipeline.sources.topics import apply_topics, load_topic_specs, with_replication
 
-    settings = _settings()
+    settings = settings_from_env()
     specs = load_topic_specs(settings.topic_prefix)
     if replication_factor is not None:
         specs = with_replication(specs, replication_factor)
@@ -120,7 +106,7 @@ def topics_apply(
                 f"{settings_text}\n"
             )
         return
-    endpoints = _endpoints(settings)
+    endpoints = endpoints_or_fail(settings)
     report = asyncio.run(apply_topics(endpoints.kafka_bootstrap, specs))
     for name in report.created:
         console.print(f"[green]created[/green] {name}")
@@ -147,11 +133,11 @@ def migrate(
 
         sys.stdout.write(cluster_script(load_migrations(), cluster))
         return
-    settings = _settings()
+    settings = settings_from_env()
     try:
         client = connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", "migrate")
     except ChdbBusy as exc:
-        _fail(f"{exc}; stop it first, migrations need the data folder")
+        fail(f"{exc}; stop it first, migrations need the data folder")
     applied, problems = run_migrations(client)
     console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
     for problem in problems:
@@ -172,16 +158,16 @@ def worker(
     from pipeline.sinks.migrations import SchemaNotMigrated
     from pipeline.stores.clickhouse import ChdbBusy
 
-    settings = _settings()
+    settings = settings_from_env()
     if exit_when_idle is not None:
         settings = settings.model_copy(update={"exit_when_idle": exit_when_idle})
-    _endpoints(settings)
+    endpoints_or_fail(settings)
     try:
         run_worker(settings, loglevel)
     except SchemaNotMigrated as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ChdbBusy as exc:
-        _fail(
+        fail(
             f"{exc}; embedded chDB allows one worker per data folder: use a ClickHouse server "
             "(LFPIPE_CLICKHOUSE_URL) to run several"
         )
@@ -195,8 +181,8 @@ def produce(
     """Send events to the ingestion topic, keyed by project and entity."""
     from pipeline.producer import file_records
 
-    settings = _settings()
-    endpoints = _endpoints(settings)
+    settings = settings_from_env()
+    endpoints = endpoints_or_fail(settings)
     count = asyncio.run(_produce(endpoints.kafka_bootstrap, settings.topic("ingestion"), file_records(file, project)))
     console.print(f"sent {count} messages to {settings.topic('ingestion')}")
 
@@ -211,35 +197,24 @@ async def _produce(bootstrap: str, topic: str, records: Any) -> int:
 
 
 async def _read_catalog(settings: Settings) -> Any:
-    from pipeline.sources.config_feed import ConfigFeed
+    from pipeline.sources.config_feed import read_config
     from pipeline.transforms.catalog import Catalog
 
     catalog = Catalog.with_defaults()
-    feed = ConfigFeed(_endpoints(settings).kafka_bootstrap, settings.topic("config"), catalog)
-    try:
-        await feed.start()
-    finally:
-        await feed.stop()
+    await read_config(endpoints_or_fail(settings).kafka_bootstrap, settings.topic("config"), catalog.apply)
     return catalog
 
 
 async def _send_config(settings: Settings, key: str, value: dict[str, Any] | None) -> None:
-    from aiokafka import AIOKafkaProducer
+    from pipeline.sources.config_feed import publish_config
 
-    producer = AIOKafkaProducer(bootstrap_servers=_endpoints(settings).kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.topic("config"), None if value is None else orjson.dumps(value), key=key.encode()
-        )
-    finally:
-        await producer.stop()
+    await publish_config(endpoints_or_fail(settings).kafka_bootstrap, settings.topic("config"), key, value)
 
 
 @models.command("list")
 def models_list(project: Annotated[str | None, typer.Option(help="Show what this project sees.")] = None) -> None:
     """Models in effect (project models first, then defaults), with default-tier prices per unit."""
-    catalog = asyncio.run(_read_catalog(_settings()))
+    catalog = asyncio.run(_read_catalog(settings_from_env()))
     table = Table("model", "scope", "match", "tokenizer", "tiers", "input", "output")
     for model in catalog.model_table.models:
         if model.project_id not in (None, project):
@@ -272,9 +247,9 @@ def models_add(
     try:
         model = model_from_dict(raw, project)
     except (KeyError, ValueError, TypeError) as exc:
-        _fail(f"{file} is not a valid model: {exc!r}")
+        fail(f"{file} is not a valid model: {exc!r}")
     key = model_key(project, model.id)
-    asyncio.run(_send_config(_settings(), key, raw))
+    asyncio.run(_send_config(settings_from_env(), key, raw))
     console.print(f"model {model.name!r} published as {key}")
 
 
@@ -285,7 +260,7 @@ def models_remove(
 ) -> None:
     """Remove a model added with `models add`."""
     key = model_key(project, model_id)
-    asyncio.run(_send_config(_settings(), key, None))
+    asyncio.run(_send_config(settings_from_env(), key, None))
     console.print(f"removed {key}")
 
 
@@ -298,7 +273,7 @@ def models_test(
     """Which model a name matches, and what a usage would cost."""
     from pipeline.transforms.enrich import enrich_observation
 
-    catalog = asyncio.run(_read_catalog(_settings()))
+    catalog = asyncio.run(_read_catalog(settings_from_env()))
     model = catalog.model_table.match(project, name)
     if model is None:
         console.print(f"{name!r} matches no model: no cost is computed")
@@ -324,8 +299,8 @@ def score_configs_add(
     try:
         Catalog([]).apply(key, raw)
     except Exception as exc:
-        _fail(f"{file} is not a valid score config: {exc}")
-    asyncio.run(_send_config(_settings(), key, raw))
+        fail(f"{file} is not a valid score config: {exc}")
+    asyncio.run(_send_config(settings_from_env(), key, raw))
     console.print(f"score config published as {key}")
 
 
@@ -357,7 +332,7 @@ def load_generate(
     weights = {name: float(weight) for name, _, weight in (part.partition("=") for part in mix.split(","))}
     unknown = set(weights) - set(SCENARIOS)
     if unknown:
-        _fail(f"unknown trace kinds {sorted(unknown)}; choose from {sorted(SCENARIOS)}")
+        fail(f"unknown trace kinds {sorted(unknown)}; choose from {sorted(SCENARIOS)}")
     shape = StreamShape(
         traces=traces,
         seed=seed,
@@ -402,13 +377,13 @@ def load_record(
     def ms(value: str | None) -> int | None:
         return None if value is None else int(datetime.fromisoformat(value).timestamp() * 1000)
 
-    settings = _settings()
+    settings = settings_from_env()
     window = Window(from_offset, to_offset, ms(from_time), ms(to_time), seconds)
     with _progress("recording") as progress:
         task = progress.add_task("record", total=None)
         count = asyncio.run(
             record_topic(
-                _endpoints(settings).kafka_bootstrap,
+                endpoints_or_fail(settings).kafka_bootstrap,
                 settings.topic(topic),
                 out,
                 window,
@@ -432,8 +407,8 @@ def load_replay(
     from pipeline.sinks.archive import archive_records
     from pipeline.stores.objects import open_store
 
-    settings = _settings()
-    endpoints = _endpoints(settings)
+    settings = settings_from_env()
+    endpoints = endpoints_or_fail(settings)
 
     async def source_records() -> list[Any]:
         if Path(source).is_file():
@@ -459,7 +434,7 @@ def load_replay(
     try:
         count = asyncio.run(run())
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"replayed {count} messages to {settings.topic('ingestion')}")
 
 
@@ -477,8 +452,8 @@ def load_report(
     from load.report import OffsetProbe, build_report, observe, render_chart, render_text
     from pipeline.stores.clickhouse import read_owner
 
-    settings = _settings()
-    endpoints = _endpoints(settings)
+    settings = settings_from_env()
+    endpoints = endpoints_or_fail(settings)
     ports = list(worker_port or [])
     if not ports and (owner := read_owner(settings.clickhouse_url or f"chdb://{settings.chdb_path}")):
         ports = [owner["web_port"]] if owner.get("web_port") else []
@@ -530,10 +505,28 @@ def load_benchmark(
     from load.benchmark import run_benchmark
     from load.report import render_text
 
-    result = run_benchmark(_settings(), traces, seed, latency_seconds, console.print)
+    result = run_benchmark(settings_from_env(), traces, seed, latency_seconds, console.print)
     charts = result.pop("charts")
     sys.stdout.write(render_text("benchmark", result) + "\n")
     console.print("charts: " + ", ".join(charts))
+
+
+@load.command("gateway")
+def load_gateway(
+    traces: Annotated[int, typer.Option(help="Traces in the generated stream (the benchmark's mix).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Stream seed.")] = 11,
+    seconds: Annotated[float, typer.Option(help="Length of each load phase.")] = 15,
+) -> None:
+    """One gateway process under wrk: batches and OTLP exports per second, latency at full and half rate,
+    against producing the same events straight to Kafka."""
+    from load.gateway import run_gateway_load
+    from load.report import render_text
+
+    try:
+        result = run_gateway_load(settings_from_env(), traces, seed, seconds, console.print)
+    except RuntimeError as exc:
+        fail(str(exc))
+    sys.stdout.write(render_text("gateway load", result) + "\n")
 
 
 @load.command("stages")
@@ -566,19 +559,19 @@ def rebuild(
     from pipeline.rebuild import rebuild as run_rebuild
     from pipeline.sinks.migrations import migrate as run_migrations
     from pipeline.sinks.migrations import require_migrated
-    from pipeline.sources.config_feed import ConfigFeed
+    from pipeline.sources.config_feed import read_config
     from pipeline.stores.clickhouse import ClickHouse
     from pipeline.transforms.catalog import Catalog
 
     def ms(value: str | None) -> int | None:
         return None if value is None else int(datetime.fromisoformat(value).timestamp() * 1000)
 
-    settings = _settings()
-    endpoints = _endpoints(settings)
+    settings = settings_from_env()
+    endpoints = endpoints_or_fail(settings)
     client = _exclusive_clickhouse(settings, "rebuild")
     if database is not None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
-            _fail(f"{database!r} is not a plain database name")
+            fail(f"{database!r} is not a plain database name")
         client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         client.database = database
         run_migrations(client)
@@ -589,9 +582,7 @@ def rebuild(
     async def run() -> Any:
         # Models and score configs as the workers have them: a rebuild must price and validate the same way.
         catalog = Catalog.with_defaults()
-        feed = ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog)
-        await feed.start()
-        await feed.stop()
+        await read_config(endpoints.kafka_bootstrap, settings.topic("config"), catalog.apply)
         store = _archive_store(settings, endpoints)
         sink = ClickHouse(client)
         try:
@@ -627,12 +618,12 @@ def retention_apply(
     from pipeline.retention import Policy, apply_retention
     from pipeline.stores.clickhouse import ClickHouse
 
-    settings = _settings()
-    endpoints = _endpoints(settings)
+    settings = settings_from_env()
+    endpoints = endpoints_or_fail(settings)
     try:
         rules = Policy.load(policy)
     except (ValueError, TypeError) as exc:
-        _fail(f"{policy}: {exc}")
+        fail(f"{policy}: {exc}")
     client = _exclusive_clickhouse(settings, "retention")
 
     async def run() -> Any:
@@ -675,12 +666,14 @@ def dead_letters_list(
 
     from pipeline.deadletters import DeadLetterReader, LetterFilter
 
-    settings = _settings()
+    settings = settings_from_env()
     letters_filter = LetterFilter(kind, contains)
 
     async def read() -> tuple[list[Any], Counter[str]]:
         shown, kinds = [], Counter()
-        async with DeadLetterReader(_endpoints(settings).kafka_bootstrap, settings.topic("ingestion-deadletter")) as r:
+        async with DeadLetterReader(
+            endpoints_or_fail(settings).kafka_bootstrap, settings.topic("ingestion-deadletter")
+        ) as r:
             async for letter in r.letters():
                 if letters_filter.accepts(letter):
                     kinds[letter.kind] += 1
@@ -724,8 +717,8 @@ def dead_letters_replay(
     from pipeline.deadletters import DeadLetterReader, LetterFilter, replay_letters
     from pipeline.producer import EventProducer
 
-    settings = _settings()
-    endpoints = _endpoints(settings)
+    settings = settings_from_env()
+    endpoints = endpoints_or_fail(settings)
 
     async def run() -> int:
         store = _archive_store(settings, endpoints)
@@ -769,7 +762,7 @@ def _exclusive_clickhouse(settings: Settings, role: str) -> Any:
     try:
         return connect(settings.clickhouse_url or f"chdb://{settings.chdb_path}", role)
     except ChdbBusy as exc:
-        _fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
+        fail(f"{exc}; stop the worker first (embedded chDB allows one process), or use a ClickHouse server")
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[list[Any]]]:
@@ -795,9 +788,9 @@ def query(
 ) -> None:
     """Query ClickHouse: the embedded chDB folder, or (read-only, SELECT only) the worker that holds it."""
     try:
-        columns, rows = run_query(_settings(), sql)
+        columns, rows = run_query(settings_from_env(), sql)
     except Exception as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output == "json":
         for row in rows:
             sys.stdout.write(orjson.dumps(dict(zip(columns, row, strict=True)), default=str).decode() + "\n")
@@ -816,10 +809,10 @@ def demo(
     from pipeline.producer import file_records
     from pipeline.stack.local import stack_up
 
-    settings = _settings()
+    settings = settings_from_env()
     with console.status("starting the local stack (first run resolves Kafka jars with Maven)"):
         stack_up(settings.stack_dir)
-    endpoints = _endpoints(settings)
+    endpoints = endpoints_or_fail(settings)
     _cli("topics", "apply")
     _cli("migrate")
     sent = asyncio.run(_produce(endpoints.kafka_bootstrap, settings.topic("ingestion"), file_records(recording)))
@@ -834,7 +827,7 @@ def demo(
 def _cli(*args: str) -> None:
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], check=False)
     if result.returncode != 0:
-        _fail(f"`lfpipe {' '.join(args)}` failed with exit code {result.returncode}")
+        fail(f"`lfpipe {' '.join(args)}` failed with exit code {result.returncode}")
 
 
 def _print_summary(settings: Settings, sent: int, summary: dict[str, Any], wall: float) -> None:

@@ -75,6 +75,34 @@ class Settings(BaseSettings):
         default=None, description="Exit after this many idle seconds once caught up (batch mode)."
     )
 
+    gateway_bind: str = Field(
+        default="127.0.0.1", description="Address the gateway listens on; binding elsewhere is a choice."
+    )
+    gateway_port: int = Field(default=3000, ge=0, description="Port of the gateway (Langfuse's); 0 picks one.")
+    gateway_workers: int = Field(
+        default=0, ge=0, description="Gateway processes sharing the port; 0 means one per core."
+    )
+    gateway_max_batch_bytes: int = Field(
+        default=4_718_592, ge=1024, description="Largest body of /api/public/ingestion and /scores (Langfuse: 4.5mb)."
+    )
+    gateway_max_otel_bytes: int = Field(
+        default=67_108_864, ge=1024, description="Largest OTLP body, after gzip is undone (64 MiB)."
+    )
+    gateway_ack_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="How long a request waits for Kafka's acknowledgements before a 503."
+    )
+    gateway_retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After of a gateway's 503.")
+    gateway_loglevel: str = Field(default="info", description="Log level of gateway processes.")
+    media_upload_max_bytes: int = Field(
+        default=1_000_000_000, ge=1, description="Largest file an SDK may upload through /api/public/media."
+    )
+    media_url_seconds: int = Field(default=3600, ge=60, description="How long presigned media URLs stay valid.")
+    s3_public_endpoint: str | None = Field(
+        default=None,
+        description="S3 endpoint in presigned media URLs, when SDKs reach the store by another address than "
+        "lfpipe does; unset means LFPIPE_S3_ENDPOINT.",
+    )
+
     summary_file: Path | None = Field(
         default=None,
         description="Where a worker writes its run summary on exit; unset means <stack dir>/worker-summary.json.",

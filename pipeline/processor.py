@@ -28,7 +28,17 @@ from typing import Any
 
 from msgspec import UNSET
 
-from pipeline.batch import BatchOutput, DeadLetter, EntityKey, EventKey, StoredState, add_media, event_key, refuse
+from pipeline.batch import (
+    BatchOutput,
+    DeadLetter,
+    EntityKey,
+    EventKey,
+    StoredState,
+    add_media,
+    add_media_upload,
+    event_key,
+    refuse,
+)
 from pipeline.recordfile import Record
 from pipeline.state import BoundedSet, StateStore
 from pipeline.transforms.catalog import Catalog
@@ -60,6 +70,7 @@ PARSE, DEDUP, MEDIA, MAPPING, MERGE, ENRICHMENT, ROWS = (
     "rows",
 )
 STAGES = (PARSE, DEDUP, MEDIA, MAPPING, MERGE, ENRICHMENT, ROWS)
+TAKEN_ASIDE = frozenset({"trace_deletion", "media_upload"})  # events that change no merged entity
 LoadStored = Callable[[list[EntityKey]], dict[EntityKey, StoredState]]
 
 
@@ -157,7 +168,8 @@ class Processor:
             prepared.with_media.append((outcome, found))
 
     def _admit(self, record: Record, event: IngestionEvent, prepared: Prepared) -> bool:
-        """The dedup stage: whether the event goes on to be merged (a trace deletion is taken aside here)."""
+        """The dedup stage: whether the event goes on to be merged (trace deletions and media uploads are taken
+        aside here)."""
         out = prepared.out
         if self.check_keys and record.key != (expected := message_key(event.project_id, event.entity, event.entity_id)):
             reason = f"message key {_shown(record.key)} breaks the key rule: this event needs {expected.decode()!r}"
@@ -169,9 +181,15 @@ class Processor:
                 out.archived.append(record)  # the archive keeps every valid message, repeats included
             out.counts["deduplicated"] += 1
             return False
-        if event.entity == "trace_deletion":
-            # Applied after this batch's rows are durable; not archived, so nothing of it remains.
-            out.deletions.append(TraceDeletion(event.project_id, event.entity_id))
+        if event.entity in TAKEN_ASIDE:
+            if event.entity == "trace_deletion":
+                # Applied after this batch's rows are durable; not archived, so nothing of it remains.
+                out.deletions.append(TraceDeletion(event.project_id, event.entity_id))
+            else:  # a file uploaded through the gateway: its link row, no merge
+                owner = ("media", event.project_id, event.entity_id)
+                add_media_upload(out, owner, event.body, out.now_ms)  # type: ignore[arg-type]
+                out.sources.setdefault(owner, []).append((record, key, event.type))
+                out.archived.append(record)
             prepared.batch_ids.add(key)
             out.new_event_ids.append(key)
             out.counts["processed"] += 1

@@ -9,3 +9,5 @@ done
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The client SDKs the gateway tests drive, each in its own cached virtualenv.
+bash scripts/sdk-envs.sh

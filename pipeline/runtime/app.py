@@ -131,7 +131,7 @@ def build_worker(settings: Settings) -> faust.App:
         app,
         clickhouse,
         store,
-        ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog),
+        ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), catalog.apply),
         DeadLetterSink(endpoints.kafka_bootstrap, settings.topic("ingestion-deadletter"), store),
         source,
         make_ingestion(settings, endpoints, app, source, processor, channel, health, stats),

@@ -1,4 +1,5 @@
-"""Garbage-collector settings for a process that keeps a large merge state.
+"""Garbage-collector settings for a process that keeps a large merge state (a worker) or makes many short-lived
+containers per request (a gateway).
 
 The merge state holds hundreds of thousands of small containers. With CPython's default thresholds the cyclic
 collector scans them again and again: on the benchmark stream it took about 40% of the processing time. The

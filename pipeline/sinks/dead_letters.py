@@ -66,6 +66,11 @@ def _fits(record: Record) -> dict[str, bool]:
     }
 
 
+def fits_inline(record: Record) -> bool:
+    """Whether the letter can carry the whole message (else part of it goes to object storage)."""
+    return all(_fits(record).values())
+
+
 def spilled_object(record: Record) -> tuple[str, bytes]:
     """Key and content of the object that keeps what does not fit: the value alone as raw bytes when only the
     value is too large, else the whole message as a one-record file."""
@@ -100,7 +105,7 @@ class DeadLetterSink:
         pending = []
         for letter in out.dead_letters:
             spilled_to = None
-            if not all(_fits(letter.record).values()):
+            if not fits_inline(letter.record):
                 spilled_to, content = await asyncio.to_thread(spilled_object, letter.record)
                 await self.store.put(spilled_to, content)
             key, value, headers = letter_message(letter, spilled_to)

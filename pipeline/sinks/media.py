@@ -10,10 +10,10 @@ import asyncio
 import time
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput, MediaKey, media_key
+from pipeline.batch import BatchOutput, MediaKey
 from pipeline.sinks.base import Refused
 from pipeline.stores.objects import ObjectStore, is_refused_object
-from pipeline.transforms.media import MediaObject
+from pipeline.transforms.media import MediaObject, media_object_key
 
 CONCURRENT_PUTS = 16  # objects in flight per batch: object stores answer many small puts in parallel
 
@@ -41,7 +41,7 @@ class MediaSink:
 
     async def _put(self, slots: asyncio.Semaphore, media_key_: MediaKey, media: MediaObject) -> str | None:
         """None once stored; the store's reason when it refuses the object for good."""
-        key = media_key(media_key_[0], media)
+        key = media_object_key(media_key_[0], media.media_id, media.content_type)
         async with slots:
             started = time.perf_counter()
             try:

@@ -1,27 +1,29 @@
-"""The compacted ``config`` topic, read whole by every worker into its ``Catalog``.
+"""The compacted ``config`` topic, read whole by every worker (into its ``Catalog``) and every gateway (into its
+``KeyRing``), and written by the CLI.
 
-No consumer group: each worker assigns itself every partition from the beginning, so all workers converge
-on the same models and score configs. A record that cannot be applied is logged and skipped (the previous
-value stays), never fatal.
+No consumer group: each reader assigns itself every partition from the beginning, so all readers converge on
+the same models, score configs and API keys. A record that cannot be applied is logged and skipped (the
+previous value stays), never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from pipeline.transforms.catalog import Catalog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 log = logging.getLogger("lfpipe.config")
+Apply = Callable[[str, Any], None]  # (key, value or None for a deletion); raises ValueError for a bad record
 
 
 class ConfigFeed:
-    def __init__(self, bootstrap: str, topic: str, catalog: Catalog) -> None:
+    def __init__(self, bootstrap: str, topic: str, apply: Apply) -> None:
         self.topic = topic
-        self.catalog = catalog
+        self.apply = apply
         self.caught_up = asyncio.Event()
         self.bootstrap = bootstrap
         self._consumer: AIOKafkaConsumer | None = None
@@ -64,7 +66,7 @@ class ConfigFeed:
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         try:
-            self.catalog.apply((key or b"").decode(), None if value is None else orjson.loads(value))
+            self.apply((key or b"").decode(), None if value is None else orjson.loads(value))
         except Exception as exc:
             log.error("config record %r ignored: %s", key, exc)
 
@@ -73,3 +75,22 @@ class ConfigFeed:
             self._task.cancel()
         if self._consumer is not None:
             await self._consumer.stop()
+
+
+async def read_config(bootstrap: str, topic: str, apply: Apply) -> None:
+    """Apply the whole topic as it is now, once."""
+    feed = ConfigFeed(bootstrap, topic, apply)
+    try:
+        await feed.start()
+    finally:
+        await feed.stop()
+
+
+async def publish_config(bootstrap: str, topic: str, key: str, value: dict[str, Any] | None) -> None:
+    """Write one record (None deletes), acknowledged by every in-sync replica."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, None if value is None else orjson.dumps(value), key=key.encode())
+    finally:
+        await producer.stop()

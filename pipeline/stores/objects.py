@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +19,13 @@ from typing import Any, Protocol
 REFUSED_OBJECT_CODES = frozenset(
     {"InvalidArgument", "InvalidObjectName", "KeyTooLongError", "InvalidURI", "EntityTooLarge", "InvalidRequest"}
 )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    content_type: str
+    last_modified: str  # ISO 8601, UTC
 
 
 class KeyRefused(ValueError):
@@ -28,6 +37,7 @@ class ObjectStore(Protocol):
     async def get(self, key: str) -> bytes: ...
     async def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> AsyncIterator[str]: ...
+    async def head(self, key: str) -> StoredObject | None: ...
     async def close(self) -> None: ...
 
 
@@ -62,6 +72,13 @@ class LocalStore:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, True)
 
+    async def head(self, key: str) -> StoredObject | None:
+        try:
+            stat = await asyncio.to_thread(self._path(key).stat)
+        except FileNotFoundError:
+            return None
+        return StoredObject(stat.st_size, "application/octet-stream", _iso(stat.st_mtime))
+
     async def list(self, prefix: str) -> AsyncIterator[str]:
         base = self.root.resolve()
         for path in sorted(base.rglob("*")):
@@ -84,8 +101,10 @@ class S3Store:
         access_key: str | None,
         secret_key: str | None,
         region: str,
+        public_endpoint: str | None = None,
     ) -> None:
         self.bucket = bucket
+        self.public_endpoint = public_endpoint
         self.prefix = prefix.strip("/")
         self._config: dict[str, Any] = {
             "endpoint_url": endpoint,
@@ -95,6 +114,7 @@ class S3Store:
         }
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._url_client: Any = None
 
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -127,6 +147,36 @@ class S3Store:
         client = await self._s3()
         await client.delete_object(Bucket=self.bucket, Key=self._full(key))
 
+    async def head(self, key: str) -> StoredObject | None:
+        client = await self._s3()
+        try:
+            found = await client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        modified = found["LastModified"].timestamp()
+        return StoredObject(found["ContentLength"], found.get("ContentType", ""), _iso(modified))
+
+    async def presigned_url(self, operation: str, key: str, seconds: int, **params: Any) -> str:
+        """A URL that lets its holder ``put_object`` or ``get_object`` this key for ``seconds``, signed (SigV4)
+        over ``params`` too (content type, length, checksum), so the holder can send nothing else."""
+        client = await self._signer()
+        params = {"Bucket": self.bucket, "Key": self._full(key), **params}
+        return await client.generate_presigned_url(operation, Params=params, ExpiresIn=seconds)
+
+    async def _signer(self) -> Any:
+        # Presigned URLs are for clients elsewhere: SigV4 (which signs headers), at the endpoint they can reach.
+        if self._url_client is None:
+            import aioboto3
+            from botocore.config import Config
+
+            config = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+            endpoint = self.public_endpoint or self._config["endpoint_url"]
+            client = aioboto3.Session().client("s3", config=config, **{**self._config, "endpoint_url": endpoint})
+            self._url_client = await self._stack.enter_async_context(client)
+        return self._url_client
+
     async def list(self, prefix: str) -> AsyncIterator[str]:
         client = await self._s3()
         paginator = client.get_paginator("list_objects_v2")
@@ -137,7 +187,7 @@ class S3Store:
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = None
+        self._client = self._url_client = None
 
 
 def open_store(
@@ -146,12 +196,17 @@ def open_store(
     access_key: str | None = None,
     secret_key: str | None = None,
     region: str = "us-east-1",
+    public_endpoint: str | None = None,
 ) -> ObjectStore:
-    """``s3://bucket/prefix`` or a folder path."""
+    """``s3://bucket/prefix`` or a folder path; ``public_endpoint``: the S3 endpoint in presigned URLs."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[5:].partition("/")
-        return S3Store(bucket, prefix, endpoint, access_key, secret_key, region)
+        return S3Store(bucket, prefix, endpoint, access_key, secret_key, region, public_endpoint)
     return LocalStore(Path(url))
+
+
+def _iso(epoch_seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch_seconds))
 
 
 def is_refused_object(exc: BaseException) -> bool:

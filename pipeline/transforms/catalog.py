@@ -15,6 +15,7 @@ import msgspec
 from pipeline.transforms.pricing import Model, ModelTable, model_from_dict
 
 GLOBAL_SCOPE = "*"
+OTHER_KINDS = frozenset({"api-key"})  # records on the same topic for the gateway (``gateway/keys.py``)
 
 
 class CategoryOption(msgspec.Struct):
@@ -82,7 +83,7 @@ class Catalog:
             if value is not None:
                 configs[(scope, item_id)] = msgspec.convert({**value, "id": item_id, "project_id": scope}, ScoreConfig)
             self.score_configs = configs
-        else:
+        elif kind not in OTHER_KINDS:
             raise ValueError(f"unknown config kind {kind!r} in key {key!r}")
 
     def score_config(self, project_id: str, config_id: str) -> ScoreConfig | None:

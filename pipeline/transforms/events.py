@@ -33,10 +33,13 @@ ENTITY_BY_TYPE: dict[str, str] = {
     "span-update": "observation",
     "generation-update": "observation",
     "trace-delete": "trace_deletion",
+    "media-upload": "media_upload",
 }
+# lfpipe's own event types, not Langfuse's: producers and lfpipe tools send them, the HTTP gateway refuses them.
+EXTENSION_TYPES = frozenset({"trace-delete", "media-upload"})
 UPDATE_TYPES = frozenset({"span-update", "generation-update", "observation-update"})
 # The key rule names the entity a message changes; a trace-delete changes its trace.
-KEY_ENTITY = {"trace_deletion": "trace"}
+KEY_ENTITY = {"trace_deletion": "trace", "media_upload": "media"}
 Json = Any
 Unset = msgspec.UnsetType
 ModelParameterValue = str | int | float | bool | None | list[str] | dict[str, str]
@@ -141,12 +144,25 @@ class TraceDeleteBody(msgspec.Struct):
     id: str | None = None
 
 
+class MediaUploadBody(msgspec.Struct):
+    """A file an SDK uploaded through the gateway, linked to a trace or observation field (see ``media_api``)."""
+
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{22}$")]  # Langfuse's media id
+    traceId: Annotated[str, msgspec.Meta(min_length=1)]
+    field: Literal["input", "output", "metadata"]
+    contentType: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.+-]{0,62}/[a-z0-9][a-z0-9.+-]{0,126}$")]
+    contentLength: Annotated[int, msgspec.Meta(ge=1)]
+    sha256Hash: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+    observationId: str | None = None
+
+
 BODY_TYPE_BY_ENTITY: dict[str, type[msgspec.Struct]] = {
     "sdk_log": SdkLogBody,
     "trace": TraceBody,
     "observation": ObservationBody,
     "score": ScoreBody,
     "trace_deletion": TraceDeleteBody,
+    "media_upload": MediaUploadBody,
 }
 
 

@@ -45,14 +45,63 @@ SIGNATURES: dict[str, tuple[tuple[int, bytes], ...]] = {
     "audio/flac": ((0, b"fLaC"),),
     "video/mp4": ((4, b"ftyp"),),
 }
-EXTENSIONS = {
-    "image/jpeg": "jpg",
+# Langfuse's media content types and the file extension of each (its MediaContentType and
+# getFileExtensionFromContentType): SDK uploads must use one of them, and object keys end in the extension.
+MEDIA_CONTENT_TYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
     "image/jpg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
     "image/svg+xml": "svg",
+    "image/tiff": "tiff",
+    "image/bmp": "bmp",
+    "image/avif": "avif",
+    "image/heic": "heic",
     "audio/mpeg": "mp3",
-    "audio/x-wav": "wav",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/ogg": "ogg",
+    "audio/oga": "oga",
+    "audio/aac": "aac",
+    "audio/mp4": "m4a",
+    "audio/flac": "flac",
+    "audio/opus": "opus",
+    "audio/webm": "weba",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/ogg": "ogv",
+    "video/mpeg": "mpeg",
+    "video/quicktime": "mov",
+    "video/x-msvideo": "avi",
+    "video/x-matroska": "mkv",
     "text/plain": "txt",
+    "text/html": "html",
+    "text/css": "css",
+    "text/csv": "csv",
+    "text/markdown": "md",
+    "text/x-python": "py",
+    "application/javascript": "js",
+    "text/x-typescript": "ts",
+    "application/x-yaml": "yaml",
+    "application/pdf": "pdf",
+    "application/msword": "doc",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/zip": "zip",
+    "application/json": "json",
+    "application/xml": "xml",
+    "application/octet-stream": "bin",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/rtf": "rtf",
+    "application/x-ndjson": "jsonl",
+    "application/vnd.apache.parquet": "parquet",
+    "application/gzip": "gz",
+    "application/x-tar": "tar",
+    "application/x-7z-compressed": "7z",
 }
+OTHER_EXTENSIONS = {"audio/x-wav": "wav"}  # types payloads carry that Langfuse's table lacks
 
 
 def content_address(content: bytes) -> tuple[str, str]:
@@ -62,13 +111,25 @@ def content_address(content: bytes) -> tuple[str, str]:
     return base64.urlsafe_b64encode(digest).decode()[:22], base64.b64encode(digest).decode()
 
 
+def media_id_of_hash(sha256_base64: str) -> str:
+    """The media id of a file announced by its standard-base64 sha256 (as SDKs announce uploads)."""
+    return base64.urlsafe_b64encode(base64.b64decode(sha256_base64)).decode()[:22]
+
+
+def media_object_key(project_id: str, media_id: str, content_type: str) -> str:
+    """Where a media object lives in object storage (Langfuse's layout: <project>/<id>.<ext>), whether the worker
+    extracted it or an SDK uploaded it through the gateway: identical content is one object."""
+    return f"media/{project_id}/{media_id}.{extension(content_type)}"
+
+
 def token(content_type: str, identifier: str, source: str) -> str:
     return f"@@@langfuseMedia:type={content_type}|id={identifier}|source={source}@@@"
 
 
 def extension(content_type: str) -> str:
-    if content_type in EXTENSIONS:
-        return EXTENSIONS[content_type]
+    known = MEDIA_CONTENT_TYPES.get(content_type) or OTHER_EXTENSIONS.get(content_type)
+    if known:
+        return known
     subtype = content_type.rsplit("/", 1)[-1].split("+")[0]
     return subtype if subtype.isalnum() and len(subtype) <= 10 else "bin"
 
@@ -85,10 +146,6 @@ class MediaObject:
     sha256: str  # standard base64 of the digest, 44 characters, as Langfuse stores it
     content_type: str
     content: bytes
-
-    @property
-    def key(self) -> str:
-        return f"{self.media_id}.{extension(self.content_type)}"
 
 
 @dataclass(frozen=True, slots=True)

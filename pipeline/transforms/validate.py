@@ -25,6 +25,7 @@ from pipeline.transforms.events import (
     UPDATE_TYPES,
     Envelope,
     Json,
+    MediaUploadBody,
     ObservationBody,
     ScoreBody,
     SdkLogBody,
@@ -32,6 +33,7 @@ from pipeline.transforms.events import (
     TraceDeleteBody,
     TypedEvent,
 )
+from pipeline.transforms.media import media_id_of_hash
 
 UNSET = msgspec.UNSET
 
@@ -266,17 +268,27 @@ def _check_score(body: ScoreBody) -> str | None:
     return None
 
 
+def _check_media_upload(body: MediaUploadBody) -> str | None:
+    if media_id_of_hash(body.sha256Hash) != body.id:
+        return "a media-upload's id must be the first 22 characters of its sha256Hash in URL-safe base64"
+    return check_id(body.traceId, "body.traceId") or (
+        check_id(body.observationId, "body.observationId") if body.observationId is not None else None
+    )
+
+
 _BODY_CHECKS: dict[type, Callable[[str, Any], str | None]] = {
     TraceBody: _check_trace,
     ObservationBody: _check_observation,
     ScoreBody: lambda _, body: _check_score(body),
     TraceDeleteBody: lambda _, body: None,
+    MediaUploadBody: lambda _, body: _check_media_upload(body),
 }
 TIMESTAMP_FIELDS: dict[type, tuple[str, ...]] = {
     TraceBody: ("timestamp",),
     ObservationBody: ("startTime", "endTime", "completionStartTime"),
     ScoreBody: ("timestamp",),
     TraceDeleteBody: (),
+    MediaUploadBody: (),
 }
 
 

@@ -11,7 +11,7 @@ import orjson
 from pipeline.processor import Processor
 from pipeline.recordfile import Record
 from pipeline.transforms.catalog import Catalog
-from pipeline.transforms.media import TOKEN, Extraction, Limits, extract
+from pipeline.transforms.media import TOKEN, Extraction, Limits, extract, media_object_key
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PDF = b"%PDF-1.7\n" + b"0" * 3000
@@ -37,7 +37,7 @@ def test_a_data_uri_becomes_a_token_with_langfuses_content_address():
     [media] = found.objects
     assert (media.media_id, media.content, media.content_type) == (expected_id, PNG, "image/png")
     assert media.sha256 == base64.b64encode(hashlib.sha256(PNG).digest()).decode() and len(media.sha256) == 44
-    assert media.key == f"{expected_id}.png"
+    assert media_object_key("p1", media.media_id, media.content_type) == f"media/p1/{expected_id}.png"
     assert [(r.media_id, r.field) for r in found.references] == [(expected_id, "input")]
     assert value["messages"][0]["content"][0]["image_url"]["url"].startswith("data:"), "the input is not mutated"
 
@@ -88,7 +88,7 @@ def test_a_type_without_a_known_signature_is_taken_as_declared():
     found = Extraction()
     csv = b"a,b\n" * 600
     assert TOKEN.match(extract(_uri("text/csv", csv), "input", LIMITS, found))
-    assert found.objects[0].key.endswith(".csv")
+    assert media_object_key("p1", found.objects[0].media_id, found.objects[0].content_type).endswith(".csv")
 
 
 def test_a_link_from_an_update_names_the_trace_of_the_merged_observation():

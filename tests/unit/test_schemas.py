@@ -7,6 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from pipeline.processor import TAKEN_ASIDE
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.records import InvalidEvent, to_record
 from pipeline.transforms.validate import Rejected, parse_event
@@ -40,7 +41,7 @@ def _worker_accepts(raw: bytes) -> bool:
     if isinstance(outcome, Rejected):
         return False
     try:
-        if outcome is not None and outcome.entity != "trace_deletion":  # deletions map to no record
+        if outcome is not None and outcome.entity not in TAKEN_ASIDE:  # deletions and uploads map to no record
             to_record(outcome, CATALOG.score_config)
     except InvalidEvent:
         return False
@@ -57,4 +58,4 @@ def test_schema_and_worker_agree(path):
 
 def test_there_are_examples_for_every_event_type():
     types = {json.loads(p.read_text())["type"] for p in EXAMPLES if p.parent.name == "valid"}
-    assert len(types) == 18
+    assert len(types) == 19

@@ -1,3 +1,6 @@
+import base64
+import hashlib
+
 import orjson
 import pytest
 
@@ -121,3 +124,20 @@ def test_project_ids_that_cannot_be_part_of_an_object_key_are_rejected(project):
 @pytest.mark.parametrize("project", ["p", "acme:prod", "7a88fb47-b4e2-43b8-a06c-a5ce950dc53a", "a..b", "x" * 256])
 def test_project_ids_of_letters_digits_and_separators_pass(project):
     assert isinstance(parse({**envelope("trace-create", {"id": "t"}), "project_id": project}), IngestionEvent)
+
+
+def test_a_media_upload_must_name_the_id_its_hash_gives():
+    digest = hashlib.sha256(b"a file").digest()
+    body = {
+        "id": base64.urlsafe_b64encode(digest).decode()[:22],
+        "traceId": "t1",
+        "field": "input",
+        "contentType": "image/png",
+        "contentLength": 6,
+        "sha256Hash": base64.b64encode(digest).decode(),
+    }
+    event = {"project_id": "p1", "id": "e1", "timestamp": "2026-01-01T00:00:00Z", "type": "media-upload"}
+    accepted = parse(orjson.dumps({**event, "body": body}))
+    assert not isinstance(accepted, Rejected) and accepted.entity_id == body["id"]
+    forged = parse(orjson.dumps({**event, "body": {**body, "id": "A" * 22}}))
+    assert isinstance(forged, Rejected) and "sha256Hash" in forged.reason
