@@ -24,19 +24,19 @@ from typing import Any
 
 import orjson
 
+from devstack.local import stack_up
 from load.baseline import raw_copy
 from load.ceiling import measure
 from load.generate import StreamShape, generate_stream
 from load.replay import Pace, replay
 from load.report import OffsetProbe, Samples, render_chart, sample, worker_ready
+from pipeline.archive_layout import ROOT
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
+from pipeline.net import free_port
+from pipeline.operations.lag import consumer_lag
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record
-from pipeline.sources.lag import consumer_lag
-from pipeline.stack.local import stack_up
-from pipeline.stack.processes import free_port
-from pipeline.stores.objects import open_store
 
 
 @dataclass
@@ -138,11 +138,9 @@ async def _run_worker(
 
 async def _archive_objects(phase: Phase) -> int:
     endpoints = resolve(phase.settings)
-    store = open_store(
-        str(phase.settings.archive_url), endpoints.s3_endpoint, endpoints.s3_access_key, endpoints.s3_secret_key
-    )
+    store = endpoints.archive(str(phase.settings.archive_url))
     try:
-        return len([key async for key in store.list("raw/")])
+        return len([key async for key in store.list(ROOT)])
     finally:
         await store.close()
 

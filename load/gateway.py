@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from devstack.local import stack_up
 from load.benchmark import benchmark_shape
 from load.gateway_bodies import BATCH_EVENTS, batch_bodies, otlp_bodies
 from load.generate import generate_stream
@@ -35,11 +36,10 @@ from load.report import metric_value
 from pipeline.config import Settings
 from pipeline.endpoints import resolve
 from pipeline.gateway.keys import config_key, make_key
+from pipeline.net import free_port
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record
 from pipeline.sources.config_feed import publish_config
-from pipeline.stack.local import stack_up
-from pipeline.stack.processes import free_port
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
 PROJECT = "load-gateway"
@@ -140,29 +140,23 @@ def _paced(gateway: Gateway, bodies: Path, count: int, rate: float, seconds: flo
     """Requests at about ``rate`` per second: each connection waits a fixed pause before every request, the
     pause calibrated once against the latency a short first run shows."""
     connections = 16
+
+    def run(seconds: float, pause: float) -> dict[str, Any]:
+        return _wrk(
+            gateway,
+            "/api/public/ingestion",
+            bodies,
+            count,
+            "application/json",
+            connections=connections,
+            seconds=seconds,
+            pause_ms=int(pause),
+        )
+
     pause = connections * 1000 / rate
-    probe = _wrk(
-        gateway,
-        "/api/public/ingestion",
-        bodies,
-        count,
-        "application/json",
-        connections=connections,
-        seconds=4,
-        pause_ms=int(pause),
-    )
+    probe = run(4, pause)
     latency_ms = max(0.0, connections * 1000 / probe["requests_per_second"] - pause)
-    pause = max(0.0, pause - latency_ms)
-    return _wrk(
-        gateway,
-        "/api/public/ingestion",
-        bodies,
-        count,
-        "application/json",
-        connections=connections,
-        seconds=seconds,
-        pause_ms=int(pause),
-    )
+    return run(seconds, max(0.0, pause - latency_ms))
 
 
 async def _direct(bootstrap: str, topic: str, records: list[Record]) -> float:

@@ -162,6 +162,15 @@ def _ragflow(b: TraceBuilder) -> None:
 
 SCENARIOS = {"agent": _agent, "dify": _dify, "ragflow": _ragflow}
 
+
+def parse_mix(mix: str) -> dict[str, float]:
+    """``agent=2,dify=1`` to weights by trace kind; ValueError for an unknown kind or a bad weight."""
+    weights = {name.strip(): float(weight) for name, _, weight in (part.partition("=") for part in mix.split(","))}
+    if unknown := set(weights) - set(SCENARIOS):
+        raise ValueError(f"unknown trace kinds {sorted(unknown)}; choose from {sorted(SCENARIOS)}")
+    return weights
+
+
 INVALID_MESSAGES: tuple[bytes, ...] = (
     b'{"id": "broken", "timestamp": ',
     orjson.dumps(

@@ -11,12 +11,15 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from pipeline.producer import message_key
-from pipeline.recordfile import Record
+from pipeline.endpoints import Endpoints
+from pipeline.producer import EventProducer, message_key
+from pipeline.recordfile import Record, read_records
+from pipeline.sinks.archive import archive_records
 
 # Body fields that name an entity: rewritten together so references between events stay intact.
 ID_FIELDS = ("id", "traceId", "parentObservationId", "observationId", "sessionId", "datasetRunId")
@@ -87,3 +90,30 @@ async def replay(
     if progress:
         progress(count % 500)
     return count
+
+
+async def source_records(source: str, endpoints: Endpoints) -> list[Record]:
+    """The messages of a recording file, or of the raw archive at an ``s3://`` URL or folder."""
+    if Path(source).is_file():
+        with open(source, "rb") as handle:
+            return list(read_records(handle))
+    store = endpoints.archive(source)
+    try:
+        return [record async for record in archive_records(store)]
+    finally:
+        await store.close()
+
+
+async def replay_to_topic(
+    endpoints: Endpoints,
+    topic: str,
+    records: list[Record],
+    pace: Pace,
+    suffix: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """``replay`` into ``topic`` with lfpipe's producer; returns once the broker has every message."""
+    async with EventProducer(endpoints.kafka_bootstrap, topic) as producer:
+        sent = await replay(producer.send_record, records, pace, suffix, progress)
+        await producer.flush()
+        return sent

@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka.errors import KafkaError
 
-from pipeline.sources.lag import OffsetReader
+from pipeline.operations.lag import OffsetReader
 
 LATENCY_METRIC = "lfpipe_end_to_end_seconds"
 
@@ -268,3 +269,12 @@ def render_chart(samples: Samples, path: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
+
+
+def save_report(samples: Samples, latency: dict[float, float], rows: dict[str, int], folder: Path) -> RunReport:
+    """Build the report and write ``report.json`` and ``report.png`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = build_report(samples, latency, rows)
+    (folder / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    render_chart(samples, folder / "report.png", f"run of {report.committed} events")
+    return report

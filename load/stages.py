@@ -14,10 +14,10 @@ import orjson
 
 from load.benchmark import benchmark_shape
 from load.generate import generate_stream
-from pipeline.batch import BatchOutput
-from pipeline.processor import STAGES, Processor
 from pipeline.recordfile import Record
+from pipeline.runtime.batch import BatchOutput
 from pipeline.runtime.memory import tune_gc
+from pipeline.runtime.processor import STAGES, Processor
 from pipeline.sinks.clickhouse import clock_rows, insert_columns
 from pipeline.transforms.catalog import Catalog
 

@@ -13,16 +13,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LFPIPE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LFPIPE_", extra="ignore", frozen=True)
 
-    # Where the local stack keeps its data, logs and the state file that tells other commands what runs.
-    stack_dir: Path = Path(".stack")
+    stack_dir: Path = Field(
+        default=Path(".stack"),
+        description="Local stack data, logs and stack.json (what runs where), which other commands read.",
+    )
 
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers; unset means the local stack's broker."
     )
     topic_prefix: str = Field(default="", description="Prefix for every topic name (isolates test runs).")
-    consumer_group: str = "lfpipe-worker"
+    consumer_group: str = Field(default="lfpipe-worker", description="The workers' consumer group (and Faust app id).")
 
     clickhouse_url: str | None = Field(
         default=None,
@@ -35,10 +37,10 @@ class Settings(BaseSettings):
         description="s3://bucket/prefix for object storage, or a local folder path; unset means a folder "
         "under the stack dir.",
     )
-    s3_endpoint: str | None = None
-    s3_access_key: str | None = None
-    s3_secret_key: str | None = None
-    s3_region: str = "us-east-1"
+    s3_endpoint: str | None = Field(default=None, description="S3 endpoint URL; unset means the stack's SeaweedFS.")
+    s3_access_key: str | None = Field(default=None, description="S3 access key; unset means the stack's.")
+    s3_secret_key: str | None = Field(default=None, description="S3 secret key; unset means the stack's.")
+    s3_region: str = Field(default="us-east-1", description="S3 region (signing).")
 
     batch_max_events: int = Field(default=5000, ge=1, description="A batch closes at this many events ...")
     batch_max_bytes: int = Field(
@@ -118,6 +120,11 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return (self.stack_dir / "chdb").resolve()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The ClickHouse to use: ``LFPIPE_CLICKHOUSE_URL``, else embedded chDB under the stack dir."""
+        return self.clickhouse_url or f"chdb://{self.chdb_path}"
 
     @property
     def local_archive_dir(self) -> Path:

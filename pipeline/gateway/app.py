@@ -23,7 +23,7 @@ from pipeline.gateway.auth import ALL, Caller, Unauthorized, authenticate, unaut
 from pipeline.gateway.delivery import Delivery, Unavailable
 from pipeline.gateway.keys import KeyRing
 from pipeline.sources.config_feed import ConfigFeed
-from pipeline.stores.objects import ObjectStore, open_store
+from pipeline.stores.objects import ObjectStore
 
 log = logging.getLogger("lfpipe.gateway")
 VERSION = "0.1.0"
@@ -50,14 +50,7 @@ class Gateway:
         self.endpoints = endpoints
         self.keys = KeyRing()
         self.feed = ConfigFeed(endpoints.kafka_bootstrap, settings.topic("config"), self.keys.apply)
-        self.store: ObjectStore = open_store(
-            endpoints.archive_url,
-            endpoints.s3_endpoint,
-            endpoints.s3_access_key,
-            endpoints.s3_secret_key,
-            settings.s3_region,
-            settings.s3_public_endpoint,
-        )
+        self.store: ObjectStore = endpoints.archive()
         self.delivery = Delivery(
             endpoints.kafka_bootstrap,
             settings.topic("ingestion"),

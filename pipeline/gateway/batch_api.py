@@ -16,10 +16,11 @@ from typing import Any
 import msgspec
 import orjson
 
-from pipeline.batch import DeadLetter
 from pipeline.gateway.auth import SCORES, Caller
+from pipeline.outcomes import ReasonKind
 from pipeline.producer import message_key as best_effort_key
 from pipeline.recordfile import Record
+from pipeline.runtime.batch import DeadLetter
 from pipeline.transforms.events import ENTITY_BY_TYPE, EXTENSION_TYPES, message_key
 from pipeline.transforms.validate import IngestionEvent, Rejected, parse_event
 
@@ -83,7 +84,7 @@ def _plan_event(
         planned.outcomes["sdk_log"] += 1  # Langfuse logs sdk-log events and drops them; they are in neither list
         return
     if isinstance(outcome, IngestionEvent) and outcome.type in EXTENSION_TYPES:
-        outcome = Rejected(f"event type {outcome.type!r} is not accepted over HTTP", "unknown_type")
+        outcome = Rejected(f"event type {outcome.type!r} is not accepted over HTTP", ReasonKind.UNKNOWN_TYPE)
     if isinstance(outcome, Rejected):
         planned.outcomes["rejected"] += 1
         event_id = _event_id(raw)

@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
-from pipeline.batch import DeadLetter
 from pipeline.recordfile import Record
+from pipeline.runtime.batch import DeadLetter
 from pipeline.sinks.dead_letters import fits_inline, letter_message, spilled_object
 from pipeline.stores.objects import ObjectStore
 

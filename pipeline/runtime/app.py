@@ -25,27 +25,27 @@ from faust.app.base import BootStrategy
 from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.endpoints import Endpoints, resolve
-from pipeline.processor import Processor
+from pipeline.net import free_port
+from pipeline.operations.lag import consumer_lag
 from pipeline.runtime.checkpoint import Checkpoint, Sinks
 from pipeline.runtime.ingest import BatchLimits, Handed, Ingestion
 from pipeline.runtime.memory import tune_gc
+from pipeline.runtime.processor import Processor
 from pipeline.runtime.query import QueryServer
 from pipeline.runtime.retry import Health
 from pipeline.runtime.stats import RunStats
 from pipeline.runtime.web import add_pages
+from pipeline.schema.migrations import require_migrated
 from pipeline.sinks.archive import ArchiveSink
 from pipeline.sinks.clickhouse import RowsSink
 from pipeline.sinks.dead_letters import DeadLetterSink
 from pipeline.sinks.deletion import DeletionSink
 from pipeline.sinks.media import MediaSink
-from pipeline.sinks.migrations import require_migrated
 from pipeline.sources.config_feed import ConfigFeed
 from pipeline.sources.kafka import BatchSource
-from pipeline.sources.lag import consumer_lag
 from pipeline.sources.stored_state import StoredStateReader, read_states
-from pipeline.stack.processes import free_port
 from pipeline.stores.clickhouse import ClickHouse, another_session, chdb_folder, connect
-from pipeline.stores.objects import ObjectStore, open_store
+from pipeline.stores.objects import ObjectStore
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.media import Limits as MediaLimits
 
@@ -100,13 +100,7 @@ def build_worker(settings: Settings) -> faust.App:
     app = make_app(settings, web_port)
     clickhouse = ClickHouse(connect(endpoints.clickhouse_url, "worker", web_port, wait_seconds=30))
     require_migrated(clickhouse.client)
-    store = open_store(
-        endpoints.archive_url,
-        endpoints.s3_endpoint,
-        endpoints.s3_access_key,
-        endpoints.s3_secret_key,
-        settings.s3_region,
-    )
+    store = endpoints.archive()
     catalog = Catalog.with_defaults()
     processor = Processor(
         catalog,

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.batch import BatchOutput, EntityKey, refuse
+from pipeline.runtime.batch import BatchOutput, EntityKey, refuse
 from pipeline.runtime.retry import Health, retried
 from pipeline.sinks.archive import ArchiveSink
 from pipeline.sinks.base import Refused, Sink

@@ -24,9 +24,9 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput
-from pipeline.processor import Processor
+from pipeline.runtime.batch import BatchOutput
 from pipeline.runtime.checkpoint import CheckpointResult
+from pipeline.runtime.processor import Processor
 from pipeline.runtime.stats import RunStats
 from pipeline.sources.kafka import Batch, BatchSource
 from pipeline.sources.stored_state import StoredStateReader

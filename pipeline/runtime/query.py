@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pipeline.stores.clickhouse import ClickHouse, another_session
+from pipeline.stores.clickhouse import ChdbBusy, ClickHouse, another_session, chdb_folder, connect
 
 # Functions that reach outside the database even inside a SELECT (``file`` reads any local file).
 DENIED_FUNCTIONS = frozenset(
@@ -137,3 +137,16 @@ def ask_worker(chdb_folder: Path, sql: str, timeout: float = 90) -> tuple[list[s
     if response.status != 200:
         raise RuntimeError(body.get("error", f"the worker answered {response.status}"))
     return body["columns"], body["rows"]
+
+
+def query_clickhouse(dsn: str, sql: str) -> tuple[list[str], list[list[Any]]]:
+    """Run ``sql`` on the ClickHouse at ``dsn``; when a worker holds that chDB folder, ask the worker
+    (read-only, one SELECT)."""
+    try:
+        client = connect(dsn, "query")
+    except ChdbBusy:
+        folder = chdb_folder(dsn)
+        assert folder is not None  # only a chDB folder can be busy
+        return ask_worker(folder, sql)
+    result = client.query(sql)
+    return list(result.column_names), [list(row) for row in result.result_rows]

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput
+from pipeline.outcomes import Outcome
 from pipeline.recordfile import Record
-from pipeline.transforms import tokenize
+from pipeline.runtime.batch import BatchOutput
 
 LATENCY_SAMPLES = 200_000
-OUTCOMES = ("consumed", "processed", "deduplicated", "dead_lettered", "sdk_log")
+OUTCOMES = tuple(Outcome)
 
 
 @dataclass
@@ -26,7 +26,6 @@ class RunStats:
     # End-to-end latencies (message timestamp to durable), a uniform sample of at most LATENCY_SAMPLES.
     latencies: list[float] = field(default_factory=list)
     latency_count: int = 0
-    tokenizer_seconds: float = 0.0
     # Seconds per stage (processing phases, checkpoint steps), summed over the run.
     stage_seconds: Counter[str] = field(default_factory=Counter)
 
@@ -41,16 +40,14 @@ class RunStats:
             metrics.EVENTS.labels(outcome).inc(out.counts[outcome])
         for letter in out.dead_letters:
             metrics.DEAD_LETTERS.labels(letter.event_type, letter.kind).inc()
-        metrics.BATCH_SIZE.observe(out.counts["consumed"])
+        metrics.BATCH_SIZE.observe(out.counts[Outcome.CONSUMED])
         misses = sum(
             1
             for row in out.rows.get("observations", ())
             if row.get("provided_model_name") and not row.get("internal_model_id") and not row.get("is_deleted")
         )
         metrics.MODEL_MATCH_MISSES.inc(misses)
-        spent = tokenize.seconds_spent
-        metrics.TOKENIZER_SECONDS.inc(spent - self.tokenizer_seconds)
-        self.tokenizer_seconds = spent
+        metrics.TOKENIZER_SECONDS.inc(out.tokenizer_seconds)
         self._observe_latencies(records, durable_ms)
 
     def _observe_latencies(self, records: list[Record], durable_ms: float) -> None:
@@ -71,15 +68,15 @@ class RunStats:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4) if ordered else None
 
         return {
-            **self.counts,
+            **{str(outcome): count for outcome, count in self.counts.items()},  # JSON keys: plain strings
             "seconds": round(elapsed, 3) if self.last_batch_at else 0.0,
-            "events_per_second": round(self.counts["consumed"] / elapsed, 1) if elapsed > 0 else None,
+            "events_per_second": round(self.counts[Outcome.CONSUMED] / elapsed, 1) if elapsed > 0 else None,
             "latency_p50_seconds": percentile(0.50),
             "latency_p99_seconds": percentile(0.99),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "stage_us_per_event": {
-                stage: round(seconds * 1e6 / self.counts["consumed"], 1)
+                stage: round(seconds * 1e6 / self.counts[Outcome.CONSUMED], 1)
                 for stage, seconds in sorted(self.stage_seconds.items())
-                if self.counts["consumed"]
+                if self.counts[Outcome.CONSUMED]
             },
         }

@@ -14,12 +14,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput
+from pipeline.archive_layout import ROOT, object_key
 from pipeline.recordfile import Record, decode_records, encode_records
+from pipeline.runtime.batch import BatchOutput
 from pipeline.sinks.base import PermanentFailure, Refused
 from pipeline.stores.objects import ObjectStore, is_refused_object
-
-ARCHIVE_SUFFIX = ".lfr.zst"
 
 
 def archive_key(records: Sequence[Record], now: float | None = None) -> str:
@@ -31,8 +30,7 @@ def archive_key(records: Sequence[Record], now: float | None = None) -> str:
         repr(sorted((tp, min(offsets), max(offsets)) for tp, offsets in ranges.items())).encode()
     ).hexdigest()[:20]
     topic = records[0].topic or "records"
-    stamp = time.strftime("%Y/%m/%d/%H", time.gmtime(now))
-    return f"raw/{stamp}/{topic}-{digest}{ARCHIVE_SUFFIX}"
+    return object_key(topic, digest, now)
 
 
 class ArchiveSink:
@@ -75,7 +73,7 @@ class ArchiveSink:
         metrics.ARCHIVE_BYTES.inc(len(data))
 
 
-async def archive_records(store: ObjectStore, prefix: str = "raw/") -> AsyncIterator[Record]:
+async def archive_records(store: ObjectStore, prefix: str = ROOT) -> AsyncIterator[Record]:
     """Records of the raw archive in object order, repeats (same topic, partition, offset) dropped."""
     seen: set[tuple[str, int, int]] = set()
     async for key in store.list(prefix):

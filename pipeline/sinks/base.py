@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from pipeline.batch import BatchOutput, EntityKey
+from pipeline.runtime.batch import BatchOutput, EntityKey
 
 Refused = dict[EntityKey, str]
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput, EntityKey
+from pipeline.runtime.batch import BatchOutput, EntityKey
 from pipeline.sinks.base import Refused, narrow
 from pipeline.stores.clickhouse import ClickHouse, is_data_error
 

@@ -15,8 +15,8 @@ import hashlib
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.batch import BatchOutput, DeadLetter
 from pipeline.recordfile import Record, encode_records
+from pipeline.runtime.batch import BatchOutput, DeadLetter
 from pipeline.sinks.base import Refused
 from pipeline.stores.objects import ObjectStore
 

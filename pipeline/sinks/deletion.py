@@ -16,14 +16,14 @@ from datetime import UTC
 from clickhouse_connect.driver.client import Client
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput
+from pipeline.archive_layout import HOUR_MS, hour_folders
+from pipeline.runtime.batch import BatchOutput
 from pipeline.sinks.archive import rewrite_object
 from pipeline.sinks.base import Refused
 from pipeline.stores.clickhouse import ClickHouse
 from pipeline.stores.objects import ObjectStore
 from pipeline.transforms.deletion import TraceDeletion, belongs_to_trace
 
-HOUR_MS = 3_600_000
 # Where a trace's rows are, and the column that names the trace.
 TRACE_ROWS = (("traces", "id"), ("observations", "trace_id"), ("scores", "trace_id"), ("media", "trace_id"))
 log = logging.getLogger("lfpipe.deletion")
@@ -76,8 +76,7 @@ class DeletionSink:
     ) -> None:
         # Archive objects are filed by the hour their batch was processed, which is never before the trace's
         # first row was written (same batch); an hour of margin covers clock differences between workers.
-        for hour in range(first_written_ms // HOUR_MS - 1, now_ms // HOUR_MS + 1):
-            prefix = time.strftime("raw/%Y/%m/%d/%H/", time.gmtime(hour * 3600))
+        for prefix in hour_folders(first_written_ms - HOUR_MS, now_ms):
             async for key in self.store.list(prefix):
                 removed = await rewrite_object(
                     self.store, key, lambda record: not belongs_to_trace(record.value, deletion, members)

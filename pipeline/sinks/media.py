@@ -10,7 +10,7 @@ import asyncio
 import time
 
 from pipeline import metrics
-from pipeline.batch import BatchOutput, MediaKey
+from pipeline.runtime.batch import BatchOutput, MediaKey
 from pipeline.sinks.base import Refused
 from pipeline.stores.objects import ObjectStore, is_refused_object
 from pipeline.transforms.media import MediaObject, media_object_key

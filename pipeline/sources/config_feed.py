@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from pipeline.transforms.catalog import Catalog
+
 log = logging.getLogger("lfpipe.config")
 Apply = Callable[[str, Any], None]  # (key, value or None for a deletion); raises ValueError for a bad record
 
@@ -94,3 +96,10 @@ async def publish_config(bootstrap: str, topic: str, key: str, value: dict[str, 
         await producer.send_and_wait(topic, None if value is None else orjson.dumps(value), key=key.encode())
     finally:
         await producer.stop()
+
+
+async def read_catalog(bootstrap: str, topic: str) -> Catalog:
+    """The default models plus everything on the config topic now: what a worker starts with."""
+    catalog = Catalog.with_defaults()
+    await read_config(bootstrap, topic, catalog.apply)
+    return catalog

@@ -31,7 +31,7 @@ class Batch:
     first_at: float = field(default_factory=time.monotonic)
 
 
-def to_record(message: ConsumerRecord[bytes, bytes]) -> Record:
+def as_record(message: ConsumerRecord[bytes, bytes]) -> Record:
     """An aiokafka message as the pipeline's record (the archive keeps exactly this)."""
     headers: tuple[tuple[str, bytes], ...] = ()
     if message.headers:  # most messages have none; a header without a value becomes empty bytes
@@ -88,7 +88,7 @@ class BatchSource(ConsumerRebalanceListener):
             wait = IDLE_POLL_SECONDS if deadline is None else max(0.0, deadline - time.time())
             fetched = await self.consumer.getmany(timeout_ms=int(wait * 1000), max_records=max_events - len(records))
             if self.generation != generation:
-                await self.rewind([*records, *(to_record(m) for messages in fetched.values() for m in messages)])
+                await self.rewind([*records, *(as_record(m) for messages in fetched.values() for m in messages)])
                 return None
             if not fetched:
                 if deadline is None:
@@ -98,7 +98,7 @@ class BatchSource(ConsumerRebalanceListener):
                 continue
             for messages in fetched.values():
                 for message in messages:
-                    record = to_record(message)
+                    record = as_record(message)
                     records.append(record)
                     size += len(record.value) + len(record.key or b"")
                     if record.headers:

@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
-from pipeline.batch import EntityKey, StoredState
+from pipeline.runtime.batch import EntityKey, StoredState
 from pipeline.runtime.retry import Health, retried
 from pipeline.stores.clickhouse import ClickHouse
-from pipeline.transforms.rows import RECORD_FIELDS, TABLE_BY_ENTITY
+from pipeline.transforms.rows import EVENT_FIELDS, TABLE_BY_ENTITY
 
 
 def read_states(clickhouse: ClickHouse, keys: Iterable[EntityKey]) -> dict[EntityKey, StoredState]:
@@ -40,7 +40,7 @@ def read_states(clickhouse: ClickHouse, keys: Iterable[EntityKey]) -> dict[Entit
     found: dict[EntityKey, tuple[dict[str, Any], dict[str, Any]]] = {}
     for entity, pairs in wanted.items():
         # One query per table whatever the projects: each query has a fixed cost that dominates small batches.
-        columns = ["id", "project_id", "created_at", "metadata", *sorted(RECORD_FIELDS[entity])]
+        columns = ["id", "project_id", "created_at", "metadata", *sorted(EVENT_FIELDS[entity])]
         if entity == "trace":
             columns.append("tags")
         rows = client.query(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import msgspec
@@ -20,6 +21,7 @@ class Enrichment(msgspec.Struct, frozen=True, gc=False):
     internal_model_id: str | None
     pricing_tier_id: str | None
     pricing_tier_name: str | None
+    tokenizer_seconds: float = 0.0  # time spent counting tokens, for the worker's metric
 
 
 class Enriched(msgspec.Struct, frozen=True, gc=False):
@@ -90,8 +92,11 @@ def enrich_observation(
 ) -> Enrichment:
     model = models.match(project_id, model_name) if model_name else None
     usage = usage_with_total(provided_usage or {})
+    tokenizer_seconds = 0.0
     if model is not None and not usage and level != "ERROR" and observation_type in TOKENIZED_TYPES:
+        started = time.perf_counter()
         usage = tokenized_usage(model.tokenizer, input_text, output_text)
+        tokenizer_seconds = time.perf_counter() - started
     tier = model.tier_for(usage) if model else None
     if provided_cost:
         costs = provided_costs(provided_cost)
@@ -106,4 +111,5 @@ def enrich_observation(
         internal_model_id=model.id if model else None,
         pricing_tier_id=tier.id if tier else None,
         pricing_tier_name=tier.name if tier else None,
+        tokenizer_seconds=tokenizer_seconds,
     )

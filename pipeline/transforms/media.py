@@ -21,7 +21,9 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 TOKEN = re.compile(r"^@@@langfuseMedia:type=([^|@]+)\|id=([A-Za-z0-9_-]{22})\|source=([a-z0-9_]+)@@@$")
 DATA_URI = re.compile(r"^data:([^;,]{1,200})(?:;[^;,]*)*;base64,", re.ASCII)
@@ -168,6 +170,30 @@ class Extraction:
 class Limits:
     min_bytes: int = 1024  # smaller payloads cost less inline than as an object and a reference
     max_bytes: int = 50_000_000
+
+
+MEDIA_FIELDS = ("input", "output", "metadata")
+MEDIA_MARK = b"@@@langfuseMedia:"
+Body = TypeVar("Body", bound=msgspec.Struct)
+
+
+def may_hold_media(raw: bytes) -> bool:
+    """A cheap test on the raw message first: most events carry neither base64 nor media tokens."""
+    return b";base64," in raw or b'"data"' in raw or MEDIA_MARK in raw
+
+
+def extract_from_body(body: Body, limits: Limits) -> tuple[Body, Extraction | None]:
+    """A new body with every extractable payload of its input, output and metadata replaced by a token, and
+    what was found; the body itself is left as it was. ``(body, None)`` when there is nothing to extract."""
+    found = Extraction()
+    changes = {}
+    for field_name in MEDIA_FIELDS:
+        value = getattr(body, field_name, msgspec.UNSET)
+        if value is not msgspec.UNSET and value is not None:
+            changes[field_name] = extract(value, field_name, limits, found)
+    if not (found.references or found.kept_inline):
+        return body, None
+    return msgspec.structs.replace(body, **changes), found
 
 
 def extract(value: Any, field_name: str, limits: Limits, found: Extraction) -> Any:

@@ -7,7 +7,7 @@ crash, a rebalance or a late update safe:
 
 - immutable fields keep the value of the earliest event that defines them;
 - other fields keep the value of the latest event that defines them (``null`` counts, ``{}`` does not);
-- input and output: the latest truthy value (records only carry truthy ones);
+- input and output: the latest truthy value (field sets only carry truthy ones);
 - metadata: per top-level key, the objects set since the last non-object value, deep-merged in clock order
   (exactly lodash ``merge`` folded in event order, including key order);
 - tags: the union, sorted when the row is built.
@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from pipeline.transforms.fields import EventFields, SortKey
 from pipeline.transforms.normalize import stringify
-from pipeline.transforms.records import EventRecord, SortKey
 
 IMMUTABLE_FIELDS: dict[str, frozenset[str]] = {
     "trace": frozenset({"timestamp", "environment"}),
@@ -77,13 +77,13 @@ def deep_merge(older: Any, newer: Any) -> Any:
     return newer
 
 
-def apply_record(state: EntityState, record: EventRecord) -> bool:
+def apply_fields(state: EntityState, change: EventFields) -> bool:
     """Fold one event into the state; returns whether anything changed."""
-    clock = record.sort_key
+    clock = change.sort_key
     immutable = IMMUTABLE_FIELDS[state.entity]
     changed = False
     values, clocks = state.values, state.clocks
-    for name, value in record.fields.items():
+    for name, value in change.fields.items():
         if isinstance(value, dict) and not value:
             continue  # an empty object never overwrites (protects usage and cost maps)
         current = clocks.get(name)
@@ -93,10 +93,10 @@ def apply_record(state: EntityState, record: EventRecord) -> bool:
             values[name] = value
             clocks[name] = clock
             changed = True
-    if record.metadata:
-        changed |= _apply_metadata(state.metadata, record.metadata, clock)
-    if record.tags and not state.tags.issuperset(record.tags):
-        state.tags = state.tags | frozenset(record.tags)
+    if change.metadata:
+        changed |= _apply_metadata(state.metadata, change.metadata, clock)
+    if change.tags and not state.tags.issuperset(change.tags):
+        state.tags = state.tags | frozenset(change.tags)
         changed = True
     return changed
 
@@ -129,8 +129,8 @@ def stored_metadata(state: EntityState) -> dict[str, str]:
     return {key: stringify(metadata_value(entries)) for key, entries in state.metadata.items()}
 
 
-def new_state(record: EventRecord, now_ms: int) -> EntityState:
-    return EntityState(record.entity, record.project_id, record.entity_id, now_ms)
+def new_state(change: EventFields, now_ms: int) -> EntityState:
+    return EntityState(change.entity, change.project_id, change.entity_id, now_ms)
 
 
 def clocks_of(state: EntityState, stored_metadata: dict[str, str] | None = None) -> dict[str, Any]:
@@ -154,9 +154,9 @@ def clocks_of(state: EntityState, stored_metadata: dict[str, str] | None = None)
 def state_from_row(
     entity: str, row: dict[str, Any], clocks: dict[str, list[Any]], fields: frozenset[str]
 ) -> EntityState:
-    """Rebuild a state from a stored row (values in record form) and its persisted clocks.
+    """Rebuild a state from a stored row (values in field-set form) and its persisted clocks.
 
-    ``fields`` are the row's columns that records set. Only columns with a stored clock were set by an event:
+    ``fields`` are the row's columns that events set. Only columns with a stored clock were set by an event:
     the others hold what the row builder filled in (an observation without a trace id stores its own id), and
     must not compete with a late event that sets them.
     """

@@ -36,7 +36,7 @@ def stringify(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def metadata_record(value: Any) -> dict[str, Any] | None:
+def metadata_fields(value: Any) -> dict[str, Any] | None:
     """A primitive becomes {metadata: str}, an array {metadata: json}; objects pass; null means none."""
     if value is None:
         return None

@@ -13,8 +13,8 @@ from pipeline.transforms.merge import EntityState, stored_metadata
 
 TABLE_BY_ENTITY = {"trace": "traces", "observation": "observations", "score": "scores"}
 
-# The columns that event records set; the rest are derived when the row is built.
-RECORD_FIELDS: dict[str, frozenset[str]] = {
+# The columns that events set; the rest are derived when the row is built.
+EVENT_FIELDS: dict[str, frozenset[str]] = {
     "trace": frozenset(
         {"timestamp", "environment", "name", "user_id", "release", "version", "session_id", "public", "input", "output"}
     ),
@@ -205,8 +205,8 @@ def build_row(state: EntityState, now_ms: int, enriched: Enriched | None = None)
     return score_row(state, now_ms)
 
 
-def stored_row_to_record_form(entity: str, row: dict[str, Any]) -> dict[str, Any]:
-    """A row read from ClickHouse (datetimes, Decimals, empty maps) in the form records use."""
+def stored_row_to_field_form(entity: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A row read from ClickHouse (datetimes, Decimals, empty maps) in the form field sets use."""
     out: dict[str, Any] = {}
     for name, value in row.items():
         if name in DATETIME_COLUMNS and value is not None:

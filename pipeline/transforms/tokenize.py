@@ -7,7 +7,6 @@ downloaded. Encodings load on first use and stay cached.
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from functools import cache
 from importlib import resources
@@ -89,22 +88,12 @@ def count_claude(text: str) -> int:
     return len(_claude_tokenizer().encode(unicodedata.normalize("NFKC", text)).ids)
 
 
-# Seconds spent tokenizing since start. A plain accumulator rather than a timer threaded through the pure
-# enrichment functions; the worker turns it into a metric after each batch. Read and written on one thread.
-seconds_spent = 0.0
-
-
 def count_tokens(tokenizer: dict[str, Any] | None, text: str | None) -> int | None:
     """Tokens of a stored (stringified) input or output under a model's tokenizer; None when unknown."""
-    global seconds_spent
     if not tokenizer or not text:
         return None
-    started = time.perf_counter()
-    try:
-        if tokenizer.get("id") == "openai":
-            return count_openai(tokenizer, text)
-        if tokenizer.get("id") == "claude":
-            return count_claude(text)
-        return None
-    finally:
-        seconds_spent += time.perf_counter() - started
+    if tokenizer.get("id") == "openai":
+        return count_openai(tokenizer, text)
+    if tokenizer.get("id") == "claude":
+        return count_claude(text)
+    return None

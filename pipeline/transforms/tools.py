@@ -26,8 +26,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from pipeline.transforms.fields import js_truthy
 from pipeline.transforms.normalize import stringify
-from pipeline.transforms.records import js_truthy
 
 ATTRIBUTE_TOOLS = re.compile(
     r'"(?:ai\.prompt\.tools|gen_ai\.tool\.definitions|model_request_parameters|llm\.tools\.\d+\.tool\.json_schema)"\s*:'

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from pipeline.outcomes import ReasonKind
 from pipeline.transforms.events import (
     BODY_TYPE_BY_ENTITY,
     ENTITY_BY_TYPE,
@@ -65,9 +66,7 @@ class IngestionEvent(msgspec.Struct, frozen=True, gc=False):
 
 class Rejected(msgspec.Struct, frozen=True, gc=False):
     reason: str
-    # A short stable category for metrics and dead-letter filters: too_large, malformed_json,
-    # invalid_envelope, unknown_type, invalid_body.
-    kind: str = "invalid_body"
+    kind: ReasonKind = ReasonKind.INVALID_BODY
 
 
 # ClickHouse DateTime64(3) holds 1900-01-01 to 2299-12-31 (UTC); anything outside would fail every insert.
@@ -105,7 +104,7 @@ def check_id(value: str, what: str) -> str | None:
 def parse_event(raw: bytes, max_bytes: int) -> IngestionEvent | Rejected | None:
     """One Kafka message value to an event. ``None`` means a valid message that stores nothing (sdk-log)."""
     if len(raw) > max_bytes:
-        return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes", "too_large")
+        return Rejected(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes", ReasonKind.TOO_LARGE)
     # Integers beyond 64 bits: orjson reads them as floats, msgspec as ints; keep orjson's reading everywhere.
     if TWENTY_DIGITS not in raw.translate(DIGITS_AS_ONES):
         try:
@@ -127,11 +126,11 @@ def _parse_lenient(raw: bytes) -> IngestionEvent | Rejected | None:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return Rejected(f"malformed JSON: {exc}", "malformed_json")
+        return Rejected(f"malformed JSON: {exc}", ReasonKind.MALFORMED_JSON)
     try:
         envelope = msgspec.convert(document, Envelope)
     except msgspec.ValidationError as exc:
-        return Rejected(f"invalid envelope: {exc}", "invalid_envelope")
+        return Rejected(f"invalid envelope: {exc}", ReasonKind.INVALID_ENVELOPE)
     rejected = _check_envelope(envelope)
     if rejected:
         return rejected
@@ -166,15 +165,15 @@ def _checked(envelope: Envelope, body: msgspec.Struct, raw: bytes) -> IngestionE
 def _check_envelope(envelope: Envelope) -> Rejected | None:
     problem = check_id(envelope.id, "event id")
     if problem:
-        return Rejected(problem, "invalid_envelope")
+        return Rejected(problem, ReasonKind.INVALID_ENVELOPE)
     if not valid_project_id(envelope.project_id):
-        return Rejected(PROJECT_ID_RULE, "invalid_envelope")
+        return Rejected(PROJECT_ID_RULE, ReasonKind.INVALID_ENVELOPE)
     if envelope.type not in ENTITY_BY_TYPE:
-        return _reject(envelope, f"unknown event type {envelope.type!r}", "unknown_type")
+        return _reject(envelope, f"unknown event type {envelope.type!r}", ReasonKind.UNKNOWN_TYPE)
     try:
         parse_timestamp_ms(envelope.timestamp)
     except ValueError as exc:
-        return _reject(envelope, f"invalid envelope timestamp: {exc}", "invalid_envelope")
+        return _reject(envelope, f"invalid envelope timestamp: {exc}", ReasonKind.INVALID_ENVELOPE)
     return None
 
 
@@ -292,5 +291,5 @@ TIMESTAMP_FIELDS: dict[type, tuple[str, ...]] = {
 }
 
 
-def _reject(envelope: Envelope, reason: str, kind: str = "invalid_body") -> Rejected:
+def _reject(envelope: Envelope, reason: str, kind: ReasonKind = ReasonKind.INVALID_BODY) -> Rejected:
     return Rejected(f"event {envelope.id!r}: {reason}", kind)

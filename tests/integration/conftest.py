@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stack.local import stack_down, stack_up
+from devstack.local import stack_down, stack_up
 from tests.integration.harness import PipelineEnv, create_pipeline
 
 

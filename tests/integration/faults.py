@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
+from devstack.local import stack_up
+from devstack.processes import read_state, stop_pid
 from load.report import metric_value, scrape, worker_consumed
+from pipeline.net import free_port
 from pipeline.recordfile import Record
-from pipeline.stack.local import stack_up
-from pipeline.stack.processes import free_port, read_state, stop_pid
 from tests.integration.harness import ClickHouseFront, PipelineEnv, kill_hard
 from tests.integration.oracle import INVALID, archive_problems, mismatches, valid_events
 from tests.reference import reference_rows

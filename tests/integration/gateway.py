@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.stack.processes import free_port
+from pipeline.net import free_port
 from tests.integration.harness import PipelineEnv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,10 +16,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from devstack.processes import require_free, wait_for_port
+from pipeline.net import free_port
+from pipeline.operations.lag import consumer_lag
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record, decode_records
-from pipeline.sources.lag import consumer_lag
-from pipeline.stack.processes import free_port, require_free, wait_for_port
 from pipeline.stores.objects import open_store
 
 DUMP_SCRIPT = Path(__file__).with_name("dump_tables.py")

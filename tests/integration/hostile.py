@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from devstack.local import stack_down, stack_up
 from load.generate import StreamShape, generate_stream
 from load.hostile import hostile_records
+from pipeline.operations.lag import consumer_lag
 from pipeline.recordfile import Record
-from pipeline.sources.lag import consumer_lag
-from pipeline.stack.local import stack_down, stack_up
 from tests.integration.harness import PipelineEnv, create_pipeline
 from tests.integration.oracle import mismatches
 

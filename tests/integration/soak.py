@@ -18,9 +18,9 @@ from pathlib import Path
 
 import orjson
 
+from devstack.local import stack_down, stack_up
 from load.generate import StreamShape, generate_stream
 from load.replay import rewrite
-from pipeline.stack.local import stack_down, stack_up
 from tests.integration.faults import FaultRun
 from tests.integration.harness import create_pipeline
 from tests.integration.oracle import INVALID

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from pipeline.sources.topics import load_topic_specs
+from pipeline.operations.topics import load_topic_specs
 from tests.integration.gateway import GatewayEnv, start_gateway
 from tests.integration.harness import create_pipeline
 

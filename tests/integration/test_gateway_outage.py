@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from pipeline.stack.local import stack_up
-from pipeline.stack.processes import read_state, stop_pid
+from devstack.local import stack_up
+from devstack.processes import read_state, stop_pid
 from tests.integration.gateway import GatewayEnv, start_gateway
 from tests.integration.harness import create_pipeline
 

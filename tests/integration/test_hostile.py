@@ -20,11 +20,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.deadletters import DeadLetter
+from pipeline.net import free_port
+from pipeline.operations.dead_letters import ParkedLetter
 from pipeline.producer import event_records, message_key
 from pipeline.recordfile import Record
 from pipeline.runtime.query import socket_path
-from pipeline.stack.processes import free_port
 from pipeline.stores.clickhouse import read_owner
 from tests.integration.harness import PipelineEnv
 
@@ -127,7 +127,7 @@ def test_a_message_with_a_ten_megabyte_header_becomes_a_sendable_letter(pipeline
     _drain_twice(pipeline_env)
     assert [row["id"] for row in pipeline_env.tables()["traces"]] == ["neighbour"]
     (message,) = pipeline_env.read_topic("ingestion-deadletter")
-    letter = DeadLetter(message.key, message.value, list(message.headers), message.timestamp, 0, message.offset)
+    letter = ParkedLetter(message.key, message.value, list(message.headers), message.timestamp, 0, message.offset)
     assert letter.kind == "malformed_json" and letter.header("lfpipe.spilled") == "headers"
     assert "x-junk" not in dict(message.headers)
     (payload,) = pipeline_env.objects(letter.payload_object or "none").values()

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from load.generate import StreamShape, generate_stream
-from pipeline.stack.processes import free_port
+from pipeline.net import free_port
 from tests.integration.harness import PipelineEnv
 
 pytestmark = pytest.mark.integration

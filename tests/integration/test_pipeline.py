@@ -11,7 +11,7 @@ import pytest
 
 from load.generate import StreamShape, generate_stream
 from load.report import worker_consumed
-from pipeline.sources.topics import load_topic_specs
+from pipeline.operations.topics import load_topic_specs
 from pipeline.stores.clickhouse import read_owner
 from tests.integration.harness import PipelineEnv, kill_hard
 from tests.integration.oracle import INVALID, archive_problems, mismatches

@@ -12,8 +12,8 @@ import pytest
 
 from load.generate import StreamShape, generate_stream
 from load.report import metric_value, scrape
+from pipeline.net import free_port
 from pipeline.recordfile import Record
-from pipeline.stack.processes import free_port
 from tests.integration.harness import PipelineEnv
 from tests.integration.oracle import archive_problems, mismatches
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from pipeline.processor import Processor
 from pipeline.recordfile import Record
+from pipeline.runtime.processor import Processor
 from pipeline.transforms.catalog import Catalog
-from pipeline.transforms.records import EventRecord, to_record
+from pipeline.transforms.fields import EventFields, fields_of
 from pipeline.transforms.rows import DATETIME_COLUMNS
 from pipeline.transforms.validate import IngestionEvent, parse_event
 
@@ -27,10 +27,10 @@ def parse(document: dict[str, Any] | bytes) -> Any:
     return parse_event(raw, 5_000_000)
 
 
-def record(document: dict[str, Any]) -> EventRecord:
+def fields_of_document(document: dict[str, Any]) -> EventFields:
     event = parse(document)
     assert isinstance(event, IngestionEvent), event
-    return to_record(event)
+    return fields_of(event)
 
 
 CATALOG = Catalog.with_defaults()

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from load.stages import BATCH, stream
-from pipeline.processor import Processor
+from pipeline.runtime.processor import Processor
 from pipeline.transforms.catalog import Catalog
 from tests.integration.oracle import COLUMNS, _expected, valid_events
 from tests.reference import reference_rows

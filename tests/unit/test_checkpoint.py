@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.batch import BatchOutput, EntityKey
 from pipeline.recordfile import Record, decode_records
+from pipeline.runtime.batch import BatchOutput, EntityKey
 from pipeline.runtime.checkpoint import Checkpoint, Sinks
 from pipeline.runtime.retry import Health
 from pipeline.sinks.archive import ArchiveSink

@@ -8,8 +8,8 @@ import re
 import chdb
 import pytest
 
-from pipeline.sinks.cluster import UnsupportedStatement, cluster_script, cluster_statements
-from pipeline.sinks.migrations import load_migrations
+from pipeline.schema.cluster import UnsupportedStatement, cluster_script, cluster_statements
+from pipeline.schema.migrations import load_migrations
 
 TABLES = ("traces", "observations", "scores", "merge_clocks", "media")
 SHARDING = {"media": "cityHash64(project_id, trace_id)"}

@@ -246,8 +246,8 @@ def test_trace_created_at_is_preserved_from_the_stored_row():  # item 19
 
 
 def test_events_count_as_seen_only_once_durable_unlike_langfuse_bug_16017():
-    from pipeline.processor import Processor
     from pipeline.recordfile import Record
+    from pipeline.runtime.processor import Processor
     from tests.unit.helpers import CATALOG
 
     processor = Processor(CATALOG, 5_000_000, 100, 100)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.processor import Processor
 from pipeline.recordfile import Record
+from pipeline.runtime.processor import Processor
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.deletion import TraceDeletion, belongs_to_trace
 

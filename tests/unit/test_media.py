@@ -8,8 +8,8 @@ import hashlib
 
 import orjson
 
-from pipeline.processor import Processor
 from pipeline.recordfile import Record
+from pipeline.runtime.processor import Processor
 from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.media import TOKEN, Extraction, Limits, extract, media_object_key
 

@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.batch import event_key
-from pipeline.processor import Processor
 from pipeline.recordfile import Record
+from pipeline.runtime.processor import Processor
+from pipeline.transforms.dedup import event_key
 from tests.reference import reference_rows
 from tests.unit.helpers import CATALOG, envelope, merged, through_storage
 
@@ -293,7 +293,7 @@ def test_a_message_whose_key_breaks_the_rule_is_a_dead_letter_when_keys_are_chec
 
 
 def test_an_entity_whose_row_cannot_be_built_is_a_dead_letter_and_its_batch_goes_on(monkeypatch):
-    import pipeline.processor as processor_module
+    import pipeline.runtime.processor as processor_module
 
     build = processor_module.rows_for
 

@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.transforms.normalize import (
-    metadata_record,
+    metadata_fields,
     normalize_environment,
     provided_usage_and_cost,
     usage_details,
@@ -98,4 +98,4 @@ def test_openai_camel_case_legacy_usage():
     ],
 )
 def test_metadata_shapes(given, expected):
-    assert metadata_record(given) == expected
+    assert metadata_fields(given) == expected

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from pipeline.archive_layout import hour_written
+from pipeline.operations.retention import DAY_MS, Policy, _project_of
 from pipeline.recordfile import Record, decode_records, encode_records
-from pipeline.retention import DAY_MS, Policy, _hour_of, _project_of
 from pipeline.sinks.archive import filter_records
 
 NOW_MS = 1_800_000_000_000
@@ -38,9 +39,9 @@ def test_negative_days_are_refused(tmp_path):
 
 
 def test_archive_keys_tell_their_hour_in_utc():
-    assert _hour_of("raw/1970/01/01/01/ingestion-abc.lfr.zst") == 3_600_000
-    assert _hour_of("raw/2026/11/22/15/x") == datetime(2026, 11, 22, 15, tzinfo=UTC).timestamp() * 1000
-    assert _hour_of("media/p/x.png") is None
+    assert hour_written("raw/1970/01/01/01/ingestion-abc.lfr.zst") == 3_600_000
+    assert hour_written("raw/2026/11/22/15/x") == datetime(2026, 11, 22, 15, tzinfo=UTC).timestamp() * 1000
+    assert hour_written("media/p/x.png") is None
 
 
 def test_expired_projects_leave_an_object_and_others_stay_byte_for_byte():

@@ -7,9 +7,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from pipeline.processor import TAKEN_ASIDE
+from pipeline.runtime.processor import TAKEN_ASIDE
 from pipeline.transforms.catalog import Catalog
-from pipeline.transforms.records import InvalidEvent, to_record
+from pipeline.transforms.fields import InvalidEvent, fields_of
 from pipeline.transforms.validate import Rejected, parse_event
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
@@ -42,7 +42,7 @@ def _worker_accepts(raw: bytes) -> bool:
         return False
     try:
         if outcome is not None and outcome.entity not in TAKEN_ASIDE:  # deletions and uploads map to no record
-            to_record(outcome, CATALOG.score_config)
+            fields_of(outcome, CATALOG.score_config)
     except InvalidEvent:
         return False
     return True

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
-from pipeline.batch import BatchOutput
+import orjson
+
 from pipeline.recordfile import Record
+from pipeline.runtime.batch import BatchOutput
 from pipeline.runtime.stats import RunStats
 
 
@@ -29,3 +31,15 @@ def test_latencies_and_rates_come_from_durable_batches():
     assert summary["consumed"] == 4 and summary["seconds"] >= 0
     assert summary["latency_p50_seconds"] == 2.0 and summary["latency_p99_seconds"] == 3.0
     assert summary["stage_us_per_event"] == {"prepare": 1000.0}
+
+
+def test_the_summary_of_a_processed_batch_is_json():
+    from pipeline.outcomes import Outcome
+    from tests.unit.helpers import envelope, run_batch
+
+    stats = RunStats()
+    stats.batch_started()
+    out = run_batch([envelope("trace-create", {"id": "t"})])
+    assert out.counts[Outcome.PROCESSED] == 1
+    stats.batch_durable([], out, time.time() * 1000)
+    assert orjson.loads(orjson.dumps(stats.summary()))["processed"] == 1

@@ -1,4 +1,5 @@
-"""``lfpipe gateway`` and ``lfpipe keys``: run the Langfuse-compatible HTTP gateway, and manage its API keys."""
+"""``lfpipe gateway`` and ``lfpipe keys``: run the Langfuse-compatible HTTP gateway, and manage its API keys
+(salted hashes on the config topic, which running gateways follow)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from pipeline.cli_common import console, endpoints_or_fail, fail, settings_from_env
+from pipeline.cli.common import console, endpoints_or_fail, fail, settings_from_env
 from pipeline.gateway.keys import KeyRing, check_key_text, config_key, make_key, new_key_pair
 from pipeline.sources.config_feed import publish_config, read_config
 from pipeline.transforms.validate import PROJECT_ID_RULE, valid_project_id

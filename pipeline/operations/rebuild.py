@@ -12,20 +12,26 @@ from the part inside it, so rebuild whole ranges of activity.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import orjson
 
-from pipeline.batch import refuse
-from pipeline.processor import Processor
+from pipeline.archive_layout import ROOT, hour_folders
+from pipeline.endpoints import Endpoints
+from pipeline.outcomes import Outcome
 from pipeline.recordfile import Record
+from pipeline.runtime.batch import refuse
+from pipeline.runtime.processor import Processor
+from pipeline.schema.migrations import migrate, require_migrated
 from pipeline.sinks.archive import archive_records
 from pipeline.sinks.clickhouse import RowsSink
 from pipeline.sinks.media import MediaSink
+from pipeline.sources.config_feed import read_catalog
 from pipeline.sources.stored_state import read_states
-from pipeline.stores.clickhouse import ClickHouse
+from pipeline.stores.clickhouse import ClickHouse, Client
 from pipeline.stores.objects import ObjectStore
 from pipeline.transforms.catalog import Catalog
 
@@ -56,9 +62,8 @@ class Selection:
         """Archive folders that can hold the range: objects are filed by the hour they were written, which is at
         or after the messages' timestamps and may be much later (lag, outages), so up to now."""
         if self.from_ms is None:
-            return ["raw/"]
-        hours = range(self.from_ms // 3_600_000, int(time.time() * 1000) // 3_600_000 + 1)
-        return [time.strftime("raw/%Y/%m/%d/%H/", time.gmtime(hour * 3600)) for hour in hours]
+            return [ROOT]
+        return hour_folders(self.from_ms, int(time.time() * 1000))
 
 
 async def selected_records(store: ObjectStore, selection: Selection) -> AsyncIterator[Record]:
@@ -102,7 +107,7 @@ async def rebuild(
         refused |= row_refusals
         processor.mark_durable(out, refused.keys())
         report.records += len(batch)
-        report.events += out.counts["processed"]
+        report.events += out.counts[Outcome.PROCESSED]
         report.rows += sum(len(table_rows) for table_rows in out.rows.values())
         report.media_objects += len(out.media)
         report.refused.update({":".join(key): reason for key, reason in refused.items()})
@@ -116,3 +121,35 @@ async def rebuild(
     if batch:
         await flush()
     return report
+
+
+def prepare_target(client: Client, database: str | None) -> None:
+    """Into ``database``: create it if needed and migrate it (the client then writes there). In place: the live
+    schema must be current."""
+    if database is None:
+        require_migrated(client)
+        return
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+        raise ValueError(f"{database!r} is not a plain database name")
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.database = database
+    migrate(client)
+
+
+async def rebuild_from_archive(
+    endpoints: Endpoints,
+    config_topic: str,
+    client: Client,
+    selection: Selection,
+    max_event_bytes: int,
+    progress: Callable[[int], None] = lambda _: None,
+) -> RebuildReport:
+    """``rebuild`` with models and score configs as the workers have them: a rebuild must price and validate
+    the same way."""
+    catalog = await read_catalog(endpoints.kafka_bootstrap, config_topic)
+    store, clickhouse = endpoints.archive(), ClickHouse(client)
+    try:
+        return await rebuild(store, clickhouse, catalog, selection, max_event_bytes, progress)
+    finally:
+        await store.close()
+        clickhouse.close()

@@ -10,9 +10,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pipeline.stack.kafka import KafkaProcess, ensure_kafka_jars, start_kafka, stop_kafka
-from pipeline.stack.processes import pid_alive, read_state, stop_pid, write_state
-from pipeline.stack.seaweedfs import start_seaweedfs
+from devstack.kafka import ensure_kafka_jars, start_kafka, stop_kafka
+from devstack.processes import pid_alive, read_state, stop_pid, write_state
+from devstack.seaweedfs import start_seaweedfs
 
 ARCHIVE_BUCKET = "lfpipe"
 
@@ -84,20 +84,4 @@ def stack_status(stack_dir: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def kafka_process(stack_dir: Path) -> KafkaProcess:
-    """The running broker as a handle (tests restart it through this)."""
-    stack_dir = stack_dir.resolve()
-    entry = (read_state(stack_dir / "stack.json") or {})["kafka"]
-    data_dir = stack_dir / "kafka"
-    return KafkaProcess(
-        entry["pid"],
-        entry["bootstrap"],
-        entry["port"],
-        entry["controller_port"],
-        data_dir,
-        Path(entry["log"]),
-        ensure_kafka_jars(),
-    )
-
-
-__all__ = ["kafka_process", "stack_down", "stack_status", "stack_up", "stop_kafka"]
+__all__ = ["stack_down", "stack_status", "stack_up", "stop_kafka"]

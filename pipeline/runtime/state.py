@@ -1,39 +1,15 @@
-"""What a worker keeps in memory between batches: merged entity states and recently seen event ids, both
-bounded. Entities of batches still in flight are pinned: evicting them would let the next batch re-read a
-row from ClickHouse that does not have their changes yet."""
+"""What a worker keeps in memory between batches: merged entity states, bounded (the seen event ids are
+``transforms.dedup.BoundedSet``). Entities of batches still in flight are pinned: evicting them would let the
+next batch re-read a row from ClickHouse that does not have their changes yet."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from pipeline.transforms.merge import EntityState
 
 EntityKey = tuple[str, str, str]
-
-
-class BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[Any, None] = OrderedDict()
-
-    def __contains__(self, item: Any) -> bool:
-        return item in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add_all(self, items: Iterable[Any]) -> None:
-        for item in items:
-            self._items[item] = None
-        while len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 class StateStore:

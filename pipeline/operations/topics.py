@@ -34,6 +34,12 @@ def load_topic_specs(prefix: str = "", path: Path = TOPICS_FILE) -> dict[str, To
     }
 
 
+def describe(spec: TopicSpec) -> str:
+    """One line: the topic and every setting ``topics apply`` would give it."""
+    settings = " ".join(f"{key}={value}" for key, value in sorted(spec.config.items()))
+    return f"{spec.name} partitions={spec.partitions} replication_factor={spec.replication_factor} {settings}"
+
+
 def with_replication(specs: dict[str, TopicSpec], replication_factor: int) -> dict[str, TopicSpec]:
     """The specs for a cluster: every topic replicated ``replication_factor`` times; from 3 replicas on, a
     write needs 2 in sync (with the producers' acks=all, an acknowledged event survives losing a broker)."""

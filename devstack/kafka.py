@@ -16,16 +16,8 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from pipeline.stack.processes import (
-    LOOPBACK,
-    ServerError,
-    free_port,
-    require_free,
-    spawn,
-    stop_pid,
-    wait_for_port,
-    wait_until,
-)
+from devstack.processes import ServerError, require_free, spawn, stop_pid, wait_for_port, wait_until
+from pipeline.net import LOOPBACK, free_port
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +87,9 @@ def ensure_kafka_jars(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
     return libs
 
 
+JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG_CONFIG}")
+
+
 def start_kafka(
     data_dir: Path,
     jars: Path,
@@ -119,20 +114,7 @@ def start_kafka(
     classpath = f"{jars}/*"
     if not (log_dirs / "meta.properties").exists():
         _format_storage(java, classpath, config)
-    pid = spawn(
-        [
-            java,
-            "-Xms256m",
-            "-Xmx512m",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-            "-cp",
-            classpath,
-            "kafka.Kafka",
-            str(config),
-        ],
-        log_path,
-    )
+    pid = spawn([java, *JVM_OPTIONS, "-cp", classpath, "kafka.Kafka", str(config)], log_path)
     proc = KafkaProcess(
         pid=pid,
         bootstrap=f"{LOOPBACK}:{port}",
@@ -161,12 +143,6 @@ def start_kafka(
 def stop_kafka(proc: KafkaProcess) -> None:
     """Stop the broker (clean shutdown, SIGKILL after STOP_TIMEOUT)."""
     stop_pid(proc.pid, STOP_TIMEOUT)
-
-
-def restart_kafka(proc: KafkaProcess) -> KafkaProcess:
-    """Stop the broker and start it again on the same data and ports."""
-    stop_kafka(proc)
-    return start_kafka(proc.data_dir, proc.jars, proc.port, proc.controller_port)
 
 
 def _server_properties(port: int, controller_port: int, log_dirs: Path) -> str:

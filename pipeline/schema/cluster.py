@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.sinks.migrations import Migration, statements
+from pipeline.schema.migrations import Migration, statements
 
 CREATE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\s*\(", re.IGNORECASE)
 ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)\(([^)]*)\)", re.IGNORECASE)

@@ -1,6 +1,6 @@
 """One validated event to the fields it sets on its entity, in ClickHouse column names.
 
-A field missing from the record is JavaScript's ``undefined`` (never overwrites); ``None`` is ``null``
+A field missing from the set is JavaScript's ``undefined`` (never overwrites); ``None`` is ``null``
 (overwrites where Langfuse passes null through). Timestamps are epoch milliseconds.
 """
 
@@ -14,7 +14,7 @@ import msgspec
 from pipeline.transforms.catalog import ScoreConfig
 from pipeline.transforms.events import LegacyUsage, ObservationBody, ScoreBody, TraceBody
 from pipeline.transforms.normalize import (
-    metadata_record,
+    metadata_fields,
     normalize_environment,
     provided_usage_and_cost,
     stringify,
@@ -47,7 +47,7 @@ class InvalidEvent(ValueError):
     """A structurally valid event that Langfuse's worker would reject (for example a score out of range)."""
 
 
-class EventRecord(msgspec.Struct, frozen=True, gc=False):
+class EventFields(msgspec.Struct, frozen=True, gc=False):
     entity: str
     project_id: str
     entity_id: str
@@ -75,11 +75,11 @@ ATTRIBUTION_HEADERS = {
 }
 
 
-def to_record(
+def fields_of(
     event: IngestionEvent,
     score_config: ScoreConfigLookup | None = None,
     headers: tuple[tuple[str, bytes], ...] = (),
-) -> EventRecord:
+) -> EventFields:
     body = event.body
     if isinstance(body, TraceBody):
         fields = _trace_fields(event, body)
@@ -97,10 +97,10 @@ def to_record(
             if column:
                 fields[column] = value.decode(errors="replace")
     else:  # pragma: no cover - validate only builds the three body types
-        raise InvalidEvent(f"no record mapping for {type(body).__name__}")
-    metadata = metadata_record(body.metadata) if given(getattr(body, "metadata", None)) else None
+        raise InvalidEvent(f"no field mapping for {type(body).__name__}")
+    metadata = metadata_fields(body.metadata) if given(getattr(body, "metadata", None)) else None
     tags = tuple(body.tags) if isinstance(body, TraceBody) and given(body.tags) else ()
-    return EventRecord(event.entity, event.project_id, event.entity_id, sort_key(event), fields, metadata, tags)
+    return EventFields(event.entity, event.project_id, event.entity_id, sort_key(event), fields, metadata, tags)
 
 
 # Body field -> column, computed once per body type. "Nullable" ones are overwritten by a null, as in Langfuse.

@@ -14,7 +14,6 @@ rows. Every step is idempotent: running it again removes nothing more until time
 
 from __future__ import annotations
 
-import calendar
 import time
 import tomllib
 from collections.abc import Callable
@@ -23,13 +22,14 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.archive_layout import HOUR_MS, ROOT, hour_written
+from pipeline.endpoints import Endpoints
 from pipeline.recordfile import Record
 from pipeline.sinks.archive import rewrite_object
-from pipeline.stores.clickhouse import ClickHouse
+from pipeline.stores.clickhouse import ClickHouse, Client
 from pipeline.stores.objects import ObjectStore
 
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 # Table -> the column that dates a row.
 ROW_TIMES = {
     "traces": "timestamp",
@@ -118,12 +118,22 @@ async def apply_retention(
     return report
 
 
+async def run_retention(endpoints: Endpoints, client: Client, policy: Policy, now_ms: int | None) -> RetentionReport:
+    """``apply_retention`` on the configured archive and ClickHouse."""
+    store, clickhouse = endpoints.archive(), ClickHouse(client)
+    try:
+        return await apply_retention(clickhouse, store, policy, now_ms)
+    finally:
+        await store.close()
+        clickhouse.close()
+
+
 async def _trim_archive(store: ObjectStore, cutoffs: dict[str, int], report: RetentionReport) -> None:
     if not cutoffs:
         return
     latest = max(cutoffs.values())
-    async for key in store.list("raw/"):
-        written_ms = _hour_of(key)
+    async for key in store.list(ROOT):
+        written_ms = hour_written(key)
         if written_ms is None or written_ms + HOUR_MS > latest:
             continue  # written (partly) after every cutoff: nothing in it is due yet
         expired = {project for project, cutoff in cutoffs.items() if written_ms + HOUR_MS <= cutoff}
@@ -131,14 +141,6 @@ async def _trim_archive(store: ObjectStore, cutoffs: dict[str, int], report: Ret
         if removed:
             report.archive_objects_rewritten += 1
             report.archive_messages_removed += removed
-
-
-def _hour_of(key: str) -> int | None:
-    """Start of the hour an archive object was written, from ``raw/YYYY/MM/DD/HH/...``."""
-    try:
-        return calendar.timegm(time.strptime("/".join(key.split("/")[1:5]), "%Y/%m/%d/%H")) * 1000
-    except ValueError:
-        return None
 
 
 def _outside(projects: set[str]) -> Callable[[Record], bool]:

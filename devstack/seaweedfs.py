@@ -12,18 +12,8 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.stack.processes import (
-    LOOPBACK,
-    ServerError,
-    free_port,
-    free_ports,
-    port_free,
-    port_open,
-    require_free,
-    spawn,
-    stop_pid,
-    wait_until,
-)
+from devstack.processes import ServerError, port_free, port_open, require_free, spawn, stop_pid, wait_until
+from pipeline.net import LOOPBACK, free_port, free_ports
 
 START_TIMEOUT = 60.0
 # weed derives a gRPC port as HTTP port + 10000 wherever none is given; the
@@ -72,6 +62,25 @@ def start_seaweedfs(
     s3_config.touch(mode=0o600)  # it holds the secret key
     s3_config.write_text(json.dumps(_identities(access_key, secret_key), indent=2))
     log_path = data_dir / "weed.log"
+    ports = _ports(s3_port)
+    cmd = _command(data_dir, s3_config, ports)
+    # weed mini turns AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into an extra
+    # admin identity: keep the caller's credentials out of it.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    pid = spawn(cmd, log_path, env)
+    proc = SeaweedProcess(
+        pid=pid,
+        s3_endpoint=f"http://{LOOPBACK}:{s3_port}",
+        s3_port=s3_port,
+        ports=ports,
+        data_dir=data_dir,
+        log_path=log_path,
+    )
+    _wait_until_serving(proc, access_key, secret_key)
+    return proc
+
+
+def _ports(s3_port: int) -> dict[str, int]:
     admin_port, admin_grpc_port = _free_port_pair(GRPC_PORT_OFFSET)
     other_ports = [
         "s3.port.grpc",
@@ -88,7 +97,11 @@ def start_seaweedfs(
         "admin.port.grpc": admin_grpc_port,
         **dict(zip(other_ports, free_ports(len(other_ports)), strict=True)),
     }
-    cmd = [
+    return ports
+
+
+def _command(data_dir: Path, s3_config: Path, ports: dict[str, int]) -> list[str]:
+    return [
         weed_binary(),
         # One log: glog otherwise also writes files into /tmp.
         "-logtostderr",
@@ -105,18 +118,9 @@ def start_seaweedfs(
         "-s3.port.lance=0",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
-    # weed mini turns AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into an extra
-    # admin identity: keep the caller's credentials out of it.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    pid = spawn(cmd, log_path, env)
-    proc = SeaweedProcess(
-        pid=pid,
-        s3_endpoint=f"http://{LOOPBACK}:{s3_port}",
-        s3_port=s3_port,
-        ports=ports,
-        data_dir=data_dir,
-        log_path=log_path,
-    )
+
+
+def _wait_until_serving(proc: SeaweedProcess, access_key: str, secret_key: str) -> None:
     client = botocore.session.get_session().create_client(
         "s3",
         endpoint_url=proc.s3_endpoint,
@@ -128,25 +132,24 @@ def start_seaweedfs(
     try:
         # All servers up (admin last), so a stop never lands mid-start-up.
         wait_until(
-            lambda: all(port_open(LOOPBACK, port) for port in ports.values()),
+            lambda: all(port_open(LOOPBACK, port) for port in proc.ports.values()),
             "all ports of weed mini",
             START_TIMEOUT,
-            pid,
-            log_path,
+            proc.pid,
+            proc.log_path,
         )
         wait_until(
             lambda: _signed_request_works(client),
             f"S3 on {proc.s3_endpoint}",
             START_TIMEOUT,
-            pid,
-            log_path,
+            proc.pid,
+            proc.log_path,
         )
     except BaseException:
         stop_seaweedfs(proc)
         raise
     finally:
         client.close()
-    return proc
 
 
 def stop_seaweedfs(proc: SeaweedProcess) -> None:

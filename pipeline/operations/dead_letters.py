@@ -8,12 +8,15 @@ offset they carry, so each is shown and replayed once.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from pipeline.endpoints import Endpoints
+from pipeline.operations.lag import OffsetReader
 from pipeline.producer import EventProducer
 from pipeline.recordfile import Record, decode_records
 from pipeline.sinks.dead_letters import (
@@ -25,13 +28,12 @@ from pipeline.sinks.dead_letters import (
     REASON,
     REASON_KIND,
 )
-from pipeline.sources.lag import OffsetReader
 from pipeline.stores.objects import ObjectStore
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """One letter as stored in the dead-letter topic."""
+class ParkedLetter:
+    """A dead letter as read back from the dead-letter topic (``runtime.batch.DeadLetter`` is one to write)."""
 
     key: bytes | None
     value: bytes
@@ -61,6 +63,18 @@ class DeadLetter:
         """Object-storage key of the whole payload, for messages too large to keep in the topic."""
         return self.header(PAYLOAD_OBJECT) or None
 
+    def summary(self) -> dict[str, Any]:
+        """The letter as one JSON object (``lfpipe dead-letters list --format json``)."""
+        topic, partition, offset = self.origin
+        return {
+            "timestamp_ms": self.timestamp_ms,
+            "kind": self.kind,
+            "reason": self.reason,
+            "key": (self.key or b"").decode(errors="replace"),
+            "origin": {"topic": topic, "partition": partition, "offset": offset},
+            "payload_object": self.payload_object,
+        }
+
     def original(self, payload: bytes | None = None) -> Record:
         """The message as it was produced: lfpipe's headers removed, and with ``payload`` (the letter's object in
         object storage) whatever was spilled restored: a record file holds key, value and headers; older letters
@@ -86,7 +100,7 @@ class LetterFilter:
             return "all"
         return hashlib.sha256(repr((self.kind, self.reason_contains, self.since_ms)).encode()).hexdigest()[:12]
 
-    def accepts(self, letter: DeadLetter) -> bool:
+    def accepts(self, letter: ParkedLetter) -> bool:
         return (
             (self.kind is None or letter.kind == self.kind)
             and (self.reason_contains is None or self.reason_contains in letter.reason)
@@ -112,7 +126,7 @@ class DeadLetterReader:
     async def __aexit__(self, *_: object) -> None:
         await self.consumer.stop()
 
-    async def letters(self) -> AsyncIterator[DeadLetter]:
+    async def letters(self) -> AsyncIterator[ParkedLetter]:
         consumer = self.consumer
         async with OffsetReader(self.bootstrap) as offsets:
             ends = await offsets.end_offsets(self.topic)
@@ -129,7 +143,7 @@ class DeadLetterReader:
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
                 for message in messages:
-                    letter = DeadLetter(
+                    letter = ParkedLetter(
                         key=message.key,
                         value=message.value or b"",
                         headers=list(message.headers or ()),
@@ -153,7 +167,7 @@ async def replay_letters(
     producer: EventProducer,
     store: ObjectStore | None,
     letters_filter: LetterFilter,
-    progress: Callable[[DeadLetter], None] = lambda _: None,
+    progress: Callable[[ParkedLetter], None] = lambda _: None,
 ) -> int:
     """Send matching letters back to the ingestion topic, then commit the reader's position (after the broker
     has them all: a crash in between sends some twice, which the pipeline's dedup and merge absorb).
@@ -173,3 +187,40 @@ async def replay_letters(
     await producer.flush()
     await reader.commit()
     return sent
+
+
+async def collect_letters(
+    bootstrap: str, topic: str, letters_filter: LetterFilter, limit: int
+) -> tuple[list[ParkedLetter], Counter[str]]:
+    """The first ``limit`` letters the filter accepts, and how many it accepts by reason kind."""
+    shown: list[ParkedLetter] = []
+    kinds: Counter[str] = Counter()
+    async with DeadLetterReader(bootstrap, topic) as reader:
+        async for letter in reader.letters():
+            if letters_filter.accepts(letter):
+                kinds[letter.kind] += 1
+                if len(shown) < limit:
+                    shown.append(letter)
+    return shown, kinds
+
+
+async def replay_matching(
+    endpoints: Endpoints,
+    topics: tuple[str, str],
+    group: str,
+    letters_filter: LetterFilter,
+    from_beginning: bool,
+    progress: Callable[[ParkedLetter], None] = lambda _: None,
+) -> int:
+    """``replay_letters`` from the dead-letter topic to the ingestion topic (``topics``, in that order), in a
+    consumer group per filter, with payloads spilled to the configured object store."""
+    letters_topic, ingestion_topic = topics
+    store = endpoints.archive()
+    reader = DeadLetterReader(
+        endpoints.kafka_bootstrap, letters_topic, f"{group}-{letters_filter.name}", from_beginning
+    )
+    try:
+        async with reader, EventProducer(endpoints.kafka_bootstrap, ingestion_topic) as producer:
+            return await replay_letters(reader, producer, store, letters_filter, progress)
+    finally:
+        await store.close()

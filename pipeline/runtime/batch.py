@@ -9,27 +9,23 @@ from typing import Any
 
 import msgspec
 
+from pipeline.outcomes import Outcome, ReasonKind
 from pipeline.recordfile import Record
+from pipeline.transforms.dedup import EventKey
 from pipeline.transforms.deletion import TraceDeletion
 from pipeline.transforms.events import MediaUploadBody
 from pipeline.transforms.media import Extraction, MediaObject, media_object_key
 
 EntityKey = tuple[str, str, str]  # (entity, project id, entity id)
-EventKey = str  # project id and event id (see ``event_key``): a string, which the garbage collector ignores
 MediaKey = tuple[str, str]  # (project id, media id)
 StoredState = tuple[dict[str, Any], dict[str, Any]]
-
-
-def event_key(project_id: str, event_id: str) -> EventKey:
-    """Which event an id names: event ids are unique per project (a project id never holds a NUL)."""
-    return project_id + "\x00" + event_id
 
 
 class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     record: Record
     reason: str
     event_type: str = "unknown"
-    kind: str = "invalid_body"  # see ``Rejected.kind``; also failed_semantic_check, rejected_by_store, internal_error
+    kind: ReasonKind = ReasonKind.INVALID_BODY
 
 
 @dataclass
@@ -46,6 +42,7 @@ class BatchOutput:
     media_owners: dict[MediaKey, set[EntityKey]] = field(default_factory=dict)
     deletions: list[TraceDeletion] = field(default_factory=list)
     media_kept_inline: int = 0
+    tokenizer_seconds: float = 0.0  # what enrichment spent counting tokens
     # The messages merged into each entity by this batch, with their event ids.
     sources: dict[EntityKey, list[tuple[Record, EventKey, str]]] = field(default_factory=dict)
     # Every entity the batch named (pinned in memory while the batch is in flight).
@@ -58,7 +55,9 @@ class BatchOutput:
         self.row_owners.setdefault(table, []).append(owner)
 
 
-def refuse(out: BatchOutput, refused: dict[EntityKey, str], kind: str = "rejected_by_store") -> list[DeadLetter]:
+def refuse(
+    out: BatchOutput, refused: dict[EntityKey, str], kind: ReasonKind = ReasonKind.REJECTED_BY_STORE
+) -> list[DeadLetter]:
     """Take the refused entities out of the batch (rows, clocks, media links and objects, archived messages)
     and return dead letters for the messages that were merged into them. Their events never count as seen, so
     a replay of the letters after a fix is processed."""
@@ -81,8 +80,8 @@ def refuse(out: BatchOutput, refused: dict[EntityKey, str], kind: str = "rejecte
     dropped = {id(letter.record) for letter in letters}
     out.archived = [record for record in out.archived if id(record) not in dropped]
     out.dead_letters.extend(letters)
-    out.counts["dead_lettered"] = len(out.dead_letters)
-    out.counts["processed"] -= len(letters)
+    out.counts[Outcome.DEAD_LETTERED] = len(out.dead_letters)
+    out.counts[Outcome.PROCESSED] -= len(letters)
     return letters
 
 

@@ -3,7 +3,7 @@
 1. parse and validate (``transforms/validate.py``): bytes to a typed event, or a rejection reason;
 2. dedup: the key rule, and events seen before or earlier in the batch;
 3. media check (``transforms/media.py``): base64 payloads to objects and media tokens;
-4. field mapping (``transforms/records.py``): the fields the event sets, in column names;
+4. field mapping (``transforms/fields.py``): the fields the event sets, in column names;
 5. merge (``transforms/merge.py``): into the entity's state, order-independent;
 6. enrichment (``transforms/enrich.py``): tools, usage, model, pricing and cost of merged observations;
 7. rows (``transforms/rows.py``): merged state to rows and the clocks stored beside them.
@@ -26,40 +26,38 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from msgspec import UNSET
+import msgspec
 
-from pipeline.batch import (
+from pipeline.outcomes import Outcome, ReasonKind
+from pipeline.recordfile import Record
+from pipeline.runtime.batch import (
     BatchOutput,
     DeadLetter,
     EntityKey,
-    EventKey,
     StoredState,
     add_media,
     add_media_upload,
-    event_key,
     refuse,
 )
-from pipeline.recordfile import Record
-from pipeline.state import BoundedSet, StateStore
+from pipeline.runtime.state import StateStore
 from pipeline.transforms.catalog import Catalog
+from pipeline.transforms.dedup import BoundedSet, EventKey, event_key, key_rule_problem, seen_before
 from pipeline.transforms.deletion import TraceDeletion
 from pipeline.transforms.enrich import Enriched, enrich_state
-from pipeline.transforms.events import ENTITY_BY_TYPE, message_key
-from pipeline.transforms.media import Extraction, Limits, extract
-from pipeline.transforms.merge import EntityState, apply_record, clocks_of, new_state, state_from_row
-from pipeline.transforms.records import EventRecord, InvalidEvent, to_record
+from pipeline.transforms.events import ENTITY_BY_TYPE
+from pipeline.transforms.fields import EventFields, InvalidEvent, fields_of
+from pipeline.transforms.media import Extraction, Limits, extract_from_body, may_hold_media
+from pipeline.transforms.merge import EntityState, apply_fields, clocks_of, new_state, state_from_row
 from pipeline.transforms.rows import (
-    RECORD_FIELDS,
+    EVENT_FIELDS,
     SORT_KEY_COLUMNS,
     TABLE_BY_ENTITY,
     rows_for,
-    stored_row_to_record_form,
+    stored_row_to_field_form,
 )
 from pipeline.transforms.validate import IngestionEvent, Rejected, parse_event
 
 log = logging.getLogger(__name__)
-MEDIA_FIELDS = ("input", "output", "metadata")
-MEDIA_MARK = b"@@@langfuseMedia:"
 PARSE, DEDUP, MEDIA, MAPPING, MERGE, ENRICHMENT, ROWS = (
     "parse and validate",
     "dedup",
@@ -79,7 +77,7 @@ class Prepared:
     """A batch after the first phase: what ``complete`` needs, and the entities to read from storage."""
 
     out: BatchOutput
-    parsed: list[tuple[IngestionEvent, EventRecord]]
+    parsed: list[tuple[IngestionEvent, EventFields]]
     with_media: list[tuple[IngestionEvent, Extraction]]
     missing: list[EntityKey]
     now_ms: int
@@ -114,18 +112,20 @@ class Processor:
 
     def prepare(self, records: list[Record], now_ms: int) -> Prepared:
         out = BatchOutput(now_ms=now_ms)
-        out.counts["consumed"] = len(records)
+        out.counts[Outcome.CONSUMED] = len(records)
         prepared = Prepared(out, [], [], [], now_ms)
         spent = dict.fromkeys((PARSE, DEDUP, MEDIA, MAPPING), 0.0)
         for record in records:
             try:
                 self._prepare_one(record, prepared, spent)
             except InvalidEvent as exc:
-                out.dead_letters.append(DeadLetter(record, str(exc), _peek_type(record), "failed_semantic_check"))
+                out.dead_letters.append(
+                    DeadLetter(record, str(exc), _peek_type(record), ReasonKind.FAILED_SEMANTIC_CHECK)
+                )
             except Exception as exc:  # a bug must not stall the partition: park the message with the reason
                 log.exception("unexpected error processing offset %s", record.offset)
                 out.dead_letters.append(
-                    DeadLetter(record, f"internal error: {exc!r}", _peek_type(record), "internal_error")
+                    DeadLetter(record, f"internal error: {exc!r}", _peek_type(record), ReasonKind.INTERNAL_ERROR)
                 )
         self.timings.update(spent)
         self.in_flight.update(out.new_event_ids)
@@ -140,7 +140,7 @@ class Processor:
         parsed = clock()
         spent[PARSE] += parsed - started
         if outcome is None:
-            out.counts["sdk_log"] += 1
+            out.counts[Outcome.SDK_LOG] += 1
             out.archived.append(record)
             return
         if isinstance(outcome, Rejected):
@@ -151,19 +151,23 @@ class Processor:
         spent[DEDUP] += checked - parsed
         if not admitted:
             return
-        found = self._extract_media(record, outcome)
+        found = None
+        if may_hold_media(record.value):
+            body, found = extract_from_body(outcome.body, self.media_limits)
+            if found is not None:
+                outcome = msgspec.structs.replace(outcome, body=body)
         extracted = clock()
         spent[MEDIA] += extracted - checked
-        event_record = to_record(outcome, self.catalog.score_config, record.headers)
+        event_fields = fields_of(outcome, self.catalog.score_config, record.headers)
         spent[MAPPING] += clock() - extracted
-        entity_key = (event_record.entity, event_record.project_id, event_record.entity_id)
+        entity_key = (event_fields.entity, event_fields.project_id, event_fields.entity_id)
         key_of_event = event_key(outcome.project_id, outcome.event_id)
         out.archived.append(record)
         prepared.batch_ids.add(key_of_event)
         out.new_event_ids.append(key_of_event)
         out.entities.add(entity_key)
         out.sources.setdefault(entity_key, []).append((record, key_of_event, outcome.type))
-        prepared.parsed.append((outcome, event_record))
+        prepared.parsed.append((outcome, event_fields))
         if found is not None:
             prepared.with_media.append((outcome, found))
 
@@ -171,15 +175,14 @@ class Processor:
         """The dedup stage: whether the event goes on to be merged (trace deletions and media uploads are taken
         aside here)."""
         out = prepared.out
-        if self.check_keys and record.key != (expected := message_key(event.project_id, event.entity, event.entity_id)):
-            reason = f"message key {_shown(record.key)} breaks the key rule: this event needs {expected.decode()!r}"
-            out.dead_letters.append(DeadLetter(record, reason, event.type, "wrong_key"))
+        if self.check_keys and (problem := key_rule_problem(record.key, event)):
+            out.dead_letters.append(DeadLetter(record, problem, event.type, ReasonKind.WRONG_KEY))
             return False
         key = event_key(event.project_id, event.event_id)
-        if key in self.seen or key in self.in_flight or key in prepared.batch_ids:
+        if seen_before(key, self.seen, self.in_flight, prepared.batch_ids):
             if event.entity != "trace_deletion":
                 out.archived.append(record)  # the archive keeps every valid message, repeats included
-            out.counts["deduplicated"] += 1
+            out.counts[Outcome.DEDUPLICATED] += 1
             return False
         if event.entity in TAKEN_ASIDE:
             if event.entity == "trace_deletion":
@@ -192,7 +195,7 @@ class Processor:
                 out.archived.append(record)
             prepared.batch_ids.add(key)
             out.new_event_ids.append(key)
-            out.counts["processed"] += 1
+            out.counts[Outcome.PROCESSED] += 1
             return False
         return True
 
@@ -205,6 +208,7 @@ class Processor:
         touched, failed = self._merge(prepared, now_ms)
         merged = time.perf_counter()
         enriched = self._enrich(touched, failed)
+        out.tokenizer_seconds = sum(result.usage.tokenizer_seconds for result in enriched.values())
         enriching_done = time.perf_counter()
         for event, found in prepared.with_media:
             # After the merge: an update event may not name its trace, the merged observation does.
@@ -216,8 +220,8 @@ class Processor:
         if failed:
             # One entity's failure never takes its batch down: its messages are dead letters, its state is dropped.
             self.states.remove(failed)
-            refuse(out, failed, "internal_error")
-        out.counts["dead_lettered"] = len(out.dead_letters)
+            refuse(out, failed, ReasonKind.INTERNAL_ERROR)
+        out.counts[Outcome.DEAD_LETTERED] = len(out.dead_letters)
         self.timings.update(
             {MERGE: merged - started, ENRICHMENT: enriching_done - merged, ROWS: time.perf_counter() - enriching_done}
         )
@@ -228,17 +232,17 @@ class Processor:
         failed (with why)."""
         touched: dict[EntityKey, EntityState] = {}
         failed: dict[EntityKey, str] = {}
-        for _, event_record in prepared.parsed:
-            key = (event_record.entity, event_record.project_id, event_record.entity_id)
-            prepared.out.counts["processed"] += 1
+        for _, event_fields in prepared.parsed:
+            key = (event_fields.entity, event_fields.project_id, event_fields.entity_id)
+            prepared.out.counts[Outcome.PROCESSED] += 1
             if key in failed:
                 continue
             state = self.states.get(key)
             if state is None:
-                state = new_state(event_record, now_ms)
+                state = new_state(event_fields, now_ms)
                 self.states.put(state)
             try:
-                if apply_record(state, event_record):
+                if apply_fields(state, event_fields):
                     touched[key] = state
             except Exception as exc:
                 log.exception("merging into %s failed", key)
@@ -281,17 +285,6 @@ class Processor:
                 out.add_row(TABLE_BY_ENTITY[key[0]], key, row)
             out.clocks.append((state.entity, state.project_id, state.entity_id, clocks))
 
-    def _extract_media(self, record: Record, event: IngestionEvent) -> Extraction | None:
-        # A cheap test on the raw bytes first: most events carry neither base64 nor media tokens.
-        if b";base64," not in record.value and b'"data"' not in record.value and MEDIA_MARK not in record.value:
-            return None
-        found = Extraction()
-        for field_name in MEDIA_FIELDS:
-            value = getattr(event.body, field_name, UNSET)
-            if value is not UNSET and value is not None:
-                setattr(event.body, field_name, extract(value, field_name, self.media_limits, found))
-        return found if found.references or found.kept_inline else None
-
     def mark_durable(self, out: BatchOutput, refused: Collection[EntityKey] = ()) -> None:
         """The batch's sinks succeeded: only now may its events count as seen (marking earlier is Langfuse's bug
         #16017). Entities a store refused leave memory (their state holds events that were not written), and
@@ -328,17 +321,10 @@ class Processor:
 
 
 def _stored_state(key: EntityKey, row: dict[str, Any], clocks: dict[str, Any]) -> EntityState:
-    stored_form = stored_row_to_record_form(key[0], row)
-    state = state_from_row(key[0], stored_form, clocks, RECORD_FIELDS[key[0]])
+    stored_form = stored_row_to_field_form(key[0], row)
+    state = state_from_row(key[0], stored_form, clocks, EVENT_FIELDS[key[0]])
     state.written_sort_key = {name: stored_form[name] for name in SORT_KEY_COLUMNS[key[0]]}
     return state
-
-
-def _shown(key: bytes | None) -> str:
-    if key is None:
-        return "(none)"
-    text = key[:200].decode(errors="replace")
-    return repr(text + ("..." if len(key) > 200 else ""))
 
 
 def _peek_type(record: Record) -> str:
