@@ -139,20 +139,24 @@ class FaultRun:
         self.produce(records[:half])
         self.wait_consumed(worker, port, 1)
         stop()
-        self.say(f"{name} down for {seconds:.0f}s")
-        if name != "kafka":
-            self.produce(records[half:])
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert worker.poll() is None, f"the worker crashed during the {name} outage:\n{self.pipeline.worker_logs()}"
-            time.sleep(1)
-        if felt_by:
-            metrics = scrape(port) or ""
-            failures = sum(metric_value(metrics, "lfpipe_sink_errors_total", f'sink="{sink}"') for sink in felt_by)
-            assert failures > 0, f"the {name} outage was not felt by the worker"
-            status, body = readiness(port)
-            assert status == 503 and any("failing" in problem for problem in body["problems"]), body
-        start()
+        try:  # the service comes back even when an assertion fails: later tests share it
+            self.say(f"{name} down for {seconds:.0f}s")
+            if name != "kafka":
+                self.produce(records[half:])
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                assert worker.poll() is None, (
+                    f"the worker crashed during the {name} outage:\n{self.pipeline.worker_logs()}"
+                )
+                time.sleep(1)
+            if felt_by:
+                metrics = scrape(port) or ""
+                failures = sum(metric_value(metrics, "lfpipe_sink_errors_total", f'sink="{sink}"') for sink in felt_by)
+                assert failures > 0, f"the {name} outage was not felt by the worker"
+                status, body = readiness(port)
+                assert status == 503 and any("failing" in problem for problem in body["problems"]), body
+        finally:
+            start()
         if name == "kafka":
             self.produce(records[half:])
         self.outages.append(name)
@@ -183,7 +187,9 @@ class FaultRun:
         self.outage("clickhouse", outage_seconds, part, front.stop, front.start, clickhouse_sinks)
         self.add_poison(poison_records(self.rng))
         stop_s3 = lambda: self.stop_service("s3")  # noqa: E731
-        storage = ("archive", "media")  # media objects go first when the batch has any
+        # Media objects go first when a batch has any; a batch of poison alone meets the outage when its oversize
+        # letter spills to object storage.
+        storage = ("archive", "media", "dead-letter topic")
         self.outage("object storage", outage_seconds, stream[3 * quarter :], stop_s3, self.start_services, storage)
 
     def add_poison(self, records: list[Record]) -> None:

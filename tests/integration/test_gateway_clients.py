@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.integration.gateway import GatewayEnv, start_gateway
-from tests.integration.harness import create_pipeline
+from tests.integration.harness import PipelineEnv, create_pipeline
 
 pytestmark = pytest.mark.integration
 IMAGE = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)  # one image, uploaded by both SDKs: one object
@@ -85,6 +85,17 @@ def landed(stack: tuple, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     stack_dir, state = stack
     pipeline = create_pipeline(stack_dir, state, tmp_path_factory.mktemp("gateway-clients"))
     gateway = start_gateway(pipeline)
+    try:
+        found = _land(pipeline, gateway)
+    except BaseException:
+        gateway.stop()  # a failed setup must not leave the gateway running
+        raise
+    yield found
+    assert gateway.stop() == 0, gateway.logs()
+
+
+def _land(pipeline: PipelineEnv, gateway: GatewayEnv) -> dict[str, Any]:
+    """Every client's run through the gateway and a worker, then the same requests again."""
     run = uuid.uuid4().hex[:8]
     image = {"IMAGE_HEX": IMAGE.hex(), "RUN_ID": run}
     found: dict[str, Any] = {"run": run, "gateway": gateway}
@@ -98,8 +109,7 @@ def landed(stack: tuple, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     pipeline.drain()
     found["again"] = pipeline.tables()
     found["objects"] = pipeline.objects("media/")
-    yield found
-    assert gateway.stop() == 0, gateway.logs()
+    return found
 
 
 def rows(tables: dict, table: str, **where: Any) -> list[dict[str, Any]]:
