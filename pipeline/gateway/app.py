@@ -24,6 +24,7 @@ from pipeline.gateway.delivery import Delivery, Unavailable
 from pipeline.gateway.keys import KeyRing
 from pipeline.sources.config_feed import ConfigFeed
 from pipeline.stores.objects import ObjectStore
+from pipeline.transforms.validate import iso_utc
 
 log = logging.getLogger("lfpipe.gateway")
 VERSION = "0.1.0"
@@ -125,8 +126,7 @@ def unavailable(message: str, settings: Settings) -> Refusal:
 
 
 def now_iso() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    return iso_utc(int(time.time() * 1000))
 
 
 def header(request: web.Request, name: str) -> str:

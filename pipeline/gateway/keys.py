@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from pipeline.transforms.validate import iso_utc
+
 KIND = "api-key"
 
 
@@ -44,7 +46,7 @@ def hash_secret(secret: str, salt: str) -> str:
 
 def make_key(project_id: str, public_key: str, secret_key: str, name: str) -> ApiKey:
     salt = secrets.token_hex(16)
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    created = iso_utc(int(time.time() * 1000))
     return ApiKey(public_key, project_id, name, salt, hash_secret(secret_key, salt), created)
 
 

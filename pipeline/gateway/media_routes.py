@@ -22,6 +22,7 @@ from pipeline.gateway.media_api import InvalidMedia, check_patch, check_upload, 
 from pipeline.recordfile import Record
 from pipeline.stores.objects import S3Store
 from pipeline.transforms.events import message_key
+from pipeline.transforms.validate import iso_utc
 
 log = logging.getLogger("lfpipe.gateway")
 MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -103,7 +104,7 @@ async def fetch(request: web.Request) -> web.Response:
         raise _not_found(media_id)
     seconds = gateway.settings.media_url_seconds
     url = await store.presigned_url("get_object", keys[0], seconds)
-    expiry = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + seconds))
+    expiry = iso_utc(int((time.time() + seconds) * 1000))
     return json_response(
         {
             "mediaId": media_id,

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from pipeline.transforms.normalize import stringify
-from pipeline.transforms.validate import EARLIEST_MS, LATEST_MS, nesting
+from pipeline.transforms.validate import EARLIEST_MS, EPOCH, LATEST_MS, iso_utc, nesting
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -106,7 +106,6 @@ IO_KEYS = (
     ),
 )
 _DIGITS = re.compile(r"-?[0-9]+")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -156,9 +155,7 @@ def as_bool(value: Any) -> bool | None:
 
 def iso_ms(ms: int) -> str | None:
     """Epoch milliseconds as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None outside what the validator accepts (1900..2299)."""
-    if not EARLIEST_MS <= ms <= LATEST_MS:
-        return None
-    return f"{EPOCH + timedelta(milliseconds=ms):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return iso_utc(ms) if EARLIEST_MS <= ms <= LATEST_MS else None
 
 
 def observation_name(span: SpanView, span_name: str) -> str:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from pipeline.transforms.validate import iso_utc
 
 # S3 error codes that refuse the object itself (its key or size): retrying the same write cannot succeed.
 REFUSED_OBJECT_CODES = frozenset(
@@ -77,7 +78,7 @@ class LocalStore:
             stat = await asyncio.to_thread(self._path(key).stat)
         except FileNotFoundError:
             return None
-        return StoredObject(stat.st_size, "application/octet-stream", _iso(stat.st_mtime))
+        return StoredObject(stat.st_size, "application/octet-stream", iso_utc(int(stat.st_mtime * 1000)))
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         base = self.root.resolve()
@@ -156,7 +157,7 @@ class S3Store:
                 return None
             raise
         modified = found["LastModified"].timestamp()
-        return StoredObject(found["ContentLength"], found.get("ContentType", ""), _iso(modified))
+        return StoredObject(found["ContentLength"], found.get("ContentType", ""), iso_utc(int(modified * 1000)))
 
     async def presigned_url(self, operation: str, key: str, seconds: int, **params: Any) -> str:
         """A URL that lets its holder ``put_object`` or ``get_object`` this key for ``seconds``, signed (SigV4)
@@ -203,10 +204,6 @@ def open_store(
         bucket, _, prefix = url[5:].partition("/")
         return S3Store(bucket, prefix, endpoint, access_key, secret_key, region, public_endpoint)
     return LocalStore(Path(url))
-
-
-def _iso(epoch_seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch_seconds))
 
 
 def is_refused_object(exc: BaseException) -> bool:

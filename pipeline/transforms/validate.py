@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -67,6 +67,14 @@ class IngestionEvent(msgspec.Struct, frozen=True, gc=False):
 class Rejected(msgspec.Struct, frozen=True, gc=False):
     reason: str
     kind: ReasonKind = ReasonKind.INVALID_BODY
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch milliseconds as Langfuse writes times: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC)."""
+    return f"{EPOCH + timedelta(milliseconds=ms):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
 # ClickHouse DateTime64(3) holds 1900-01-01 to 2299-12-31 (UTC); anything outside would fail every insert.

@@ -141,3 +141,12 @@ def test_a_media_upload_must_name_the_id_its_hash_gives():
     assert not isinstance(accepted, Rejected) and accepted.entity_id == body["id"]
     forged = parse(orjson.dumps({**event, "body": {**body, "id": "A" * 22}}))
     assert isinstance(forged, Rejected) and "sha256Hash" in forged.reason
+
+
+def test_times_are_written_as_langfuse_writes_them():
+    from pipeline.transforms.validate import iso_utc, parse_timestamp_ms
+
+    assert iso_utc(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_utc(-1) == "1969-12-31T23:59:59.999Z"
+    assert iso_utc(1_764_000_000_123) == "2025-11-24T16:00:00.123Z"
+    assert parse_timestamp_ms(iso_utc(1_764_000_000_123)) == 1_764_000_000_123
