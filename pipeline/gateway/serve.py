@@ -2,7 +2,9 @@
 
 A gateway keeps no state between requests, so processes (and machines) scale it; a supervisor starts the
 processes, restarts one that dies, and forwards SIGTERM, on which each process stops accepting, finishes its
-requests in flight (``/api/public/ready`` answers 500 meanwhile) and exits.
+requests in flight (``/api/public/ready`` answers 500 meanwhile) and exits. With several processes each one
+starts listening only once it has read the API keys and reached Kafka (or after ``READY_WAIT_SECONDS``), so the
+kernel never hands a connection to a process that would answer 503 while its siblings could serve it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 import tempfile
 import time
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 import uvloop
 from aiohttp import web
@@ -24,8 +27,12 @@ from aiohttp import web
 from pipeline.config import Settings
 from pipeline.runtime.memory import tune_gc
 
+if TYPE_CHECKING:
+    from pipeline.gateway.app import Gateway
+
 log = logging.getLogger("lfpipe.gateway")
 SHUTDOWN_SECONDS = 10.0
+READY_WAIT_SECONDS = 30.0
 
 
 def serve(settings: Settings, workers: int) -> None:
@@ -95,6 +102,8 @@ async def _serve_one(settings: Settings, reuse_port: bool) -> None:
     runner = web.AppRunner(make_app(gateway), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     tune_gc()  # requests make many short-lived containers and no cycles
+    if reuse_port:  # the kernel hands connections to any listening process: listen once this one can serve
+        await _until_ready(gateway)
     site = web.TCPSite(runner, settings.gateway_bind, settings.gateway_port, reuse_port=reuse_port, backlog=2048)
     await site.start()
     stop = asyncio.Event()
@@ -106,3 +115,10 @@ async def _serve_one(settings: Settings, reuse_port: bool) -> None:
     await stop.wait()
     gateway.stopping = True
     await runner.cleanup()
+
+
+async def _until_ready(gateway: Gateway) -> None:
+    """Wait (at most ``READY_WAIT_SECONDS``) for keys and Kafka; after that listen anyway and answer 503s."""
+    deadline = time.monotonic() + READY_WAIT_SECONDS
+    while gateway.problems() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)

@@ -229,6 +229,7 @@ def test_several_processes_share_one_port_and_report_one_set_of_metrics(gateway:
             answer = several.post_json(
                 "/api/public/ingestion", batch(trace_event(f"multi-{number}", f"multi-t-{number}"))
             )
+            assert answer.status == 207, answer.body  # every listening process is ready to serve
             assert answer.json()["successes"] == [{"id": f"multi-{number}", "status": 201}]
         metrics = several.request("GET", "/metrics", auth=False).body.decode()
         accepted = [
