@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(
         default=64_000_000, ge=1_000_000, description="... or this many bytes of message values ..."
     )
-    batch_max_seconds: float = Field(default=1.0, gt=0, description="... or this long after its first message arrived.")
+    batch_max_seconds: float = Field(default=0.5, gt=0, description="... or this long after its first message arrived.")
     max_event_bytes: int = Field(default=4_500_000, ge=1024, description="Larger messages are dead-lettered.")
     state_max_entities: int = Field(
         default=200_000, ge=100, description="Merged entities kept in memory; older ones are re-read on demand."

@@ -3,7 +3,49 @@ suffix, ``_total`` for counters; label values come from small fixed sets, never 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a whole batch at once: one value per event, where ``Histogram.observe`` would cost a lock
+    and a walk over the buckets for each (6% of a worker's CPU). Exposed like any Prometheus histogram."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry = REGISTRY
+    ) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(float(bound) for bound in buckets)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts = [0] * len(self.counts)
+        total = 0.0
+        bounds = self.bounds
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1  # a value equal to a bound belongs to that bucket (le)
+            total += value
+        with self._lock:
+            self.counts = [mine + new for mine, new in zip(self.counts, counts, strict=True)]
+            self.total += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self.counts), self.total
+        cumulative, buckets = 0, []
+        for bound, count in zip([*(repr(b) for b in self.bounds), "+Inf"], counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
 
 EVENTS = Counter(
     "lfpipe_events_total",
@@ -17,7 +59,8 @@ BATCH_SIZE = Histogram(
     "lfpipe_batch_events", "Events per processed batch", buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000)
 )
 PROCESS_SECONDS = Histogram(
-    "lfpipe_batch_process_seconds", "Time to validate, dedup, merge and enrich one batch (stored-state reads included)"
+    "lfpipe_batch_process_seconds",
+    "Time to read stored state, merge, enrich and build rows for one batch (its messages are validated as they arrive)",
 )
 TOKENIZER_SECONDS = Counter("lfpipe_tokenizer_seconds_total", "Time spent counting tokens for usage")
 MODEL_MATCH_MISSES = Counter(
@@ -54,8 +97,8 @@ CONSUMER_LAG = Gauge(
     "Messages not yet committed by the group, per assigned partition (sampled every few seconds)",
     ["partition"],
 )
-END_TO_END_SECONDS = Histogram(
+END_TO_END_SECONDS = BatchHistogram(
     "lfpipe_end_to_end_seconds",
     "Message timestamp (produce time) to durable in ClickHouse and the archive",
-    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 7.5, 10, 20, 30, 60),
+    (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 7.5, 10, 20, 30, 60),
 )

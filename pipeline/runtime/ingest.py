@@ -2,9 +2,10 @@
 
 While batch N is being made durable (its checkpoint runs in the Faust agent), batch N+1 is fetched and
 processed, and waits: at most one batch is ahead, so memory and redelivery stay bounded, and checkpoints (and
-so commits) run strictly in order. If N's checkpoint took entities out of memory (a store refused them, or a
-trace was deleted), N+1 is processed again before it is handed over. A batch whose partitions changed hands
-meanwhile is dropped; its messages are read again from the committed offsets.
+so commits) run strictly in order. Each fetch's messages are validated while the next fetch is awaited, so a
+batch that closes has only its last fetch left to validate. If N's checkpoint took entities out of memory (a
+store refused them, or a trace was deleted), N+1 is processed again before it is handed over. A batch whose
+partitions changed hands meanwhile is dropped; its messages are read again from the committed offsets.
 
 Processing runs on one thread of its own, so the event loop stays free for Kafka, object storage and the web
 endpoints; every call into the processor goes through that thread, one at a time.
@@ -24,9 +25,10 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from pipeline import metrics
+from pipeline.recordfile import Record
 from pipeline.runtime.batch import BatchOutput
 from pipeline.runtime.checkpoint import CheckpointResult
-from pipeline.runtime.processor import Processor
+from pipeline.runtime.processor import Prepared, Processor
 from pipeline.runtime.stats import RunStats
 from pipeline.sources.kafka import Batch, BatchSource
 from pipeline.sources.stored_state import StoredStateReader
@@ -101,14 +103,13 @@ class Ingestion(Service):
     async def _run(self) -> None:
         await self.ready.wait()
         while not self.should_stop:
-            batch = await self.source.next_batch(
-                self.limits.max_events, self.limits.max_bytes, self.limits.window_seconds
-            )
-            if batch is None or not batch.records:
+            fetched = await self._fetch_and_prepare()
+            if fetched is None:
                 continue
+            batch, prepared = fetched
             self.busy = True
             self.stats.batch_started()
-            out = await self.process(batch)
+            out = await self.complete(prepared)
             if self.in_flight is not None:
                 waited_at = time.perf_counter()
                 result = await asyncio.shield(self.in_flight.done)  # a stopping worker must not cancel it
@@ -125,18 +126,44 @@ class Ingestion(Service):
             await self.hand_over(self.in_flight)
             self.busy = False
 
+    async def _fetch_and_prepare(self) -> tuple[Batch, Prepared] | None:
+        """The next batch, prepared (validate, dedup, extract) on the processor thread while the rest of it is
+        still being fetched: closing the batch leaves only its last fetch to prepare."""
+        prepared = self.processor.begin(int(time.time() * 1000))
+        chunks: list[asyncio.Future[float]] = []
+
+        def prepare(records: list[Record]) -> float:
+            started = time.perf_counter()
+            self.processor.prepare_more(prepared, records)
+            return time.perf_counter() - started
+
+        def fetched(records: list[Record]) -> None:
+            chunks.append(asyncio.get_running_loop().run_in_executor(self._thread, prepare, records))
+
+        batch = await self.source.next_batch(
+            self.limits.max_events, self.limits.max_bytes, self.limits.window_seconds, fetched
+        )
+        self.stats.stage_seconds["prepare"] += sum(await asyncio.gather(*chunks))  # a dropped batch's too
+        if batch is None or not batch.records:
+            return None
+        return batch, await self.in_processor(self.processor.finish, prepared)
+
     async def process(self, batch: Batch) -> BatchOutput:
         """Validate, dedup and extract; read the entities memory does not hold; merge and build rows."""
-        timings = self.stats.stage_seconds
         started = time.perf_counter()
         prepared = await self.in_processor(self.processor.prepare, batch.records, int(time.time() * 1000))
-        read_at = time.perf_counter()
+        self.stats.stage_seconds["prepare"] += time.perf_counter() - started
+        return await self.complete(prepared)
+
+    async def complete(self, prepared: Prepared) -> BatchOutput:
+        """Read the entities memory does not hold; merge and build rows."""
+        timings = self.stats.stage_seconds
+        started = time.perf_counter()
         stored = await self.reader.read(prepared.missing)
         merge_at = time.perf_counter()
         out = await self.in_processor(self.processor.complete, prepared, stored)
         done_at = time.perf_counter()
-        timings["prepare"] += read_at - started
-        timings["stored-state read"] += merge_at - read_at
+        timings["stored-state read"] += merge_at - started
         timings["merge and rows"] += done_at - merge_at
         metrics.PROCESS_SECONDS.observe(done_at - started)
         return out

@@ -111,9 +111,20 @@ class Processor:
         return self.complete(prepared, load_stored(prepared.missing) if prepared.missing else {})
 
     def prepare(self, records: list[Record], now_ms: int) -> Prepared:
-        out = BatchOutput(now_ms=now_ms)
-        out.counts[Outcome.CONSUMED] = len(records)
-        prepared = Prepared(out, [], [], [], now_ms)
+        prepared = self.begin(now_ms)
+        self.prepare_more(prepared, records)
+        return self.finish(prepared)
+
+    def begin(self, now_ms: int) -> Prepared:
+        """An empty batch, for ``prepare_more`` to fill as its messages arrive (the runtime prepares a batch while
+        it is still being fetched) and ``finish`` to close."""
+        return Prepared(BatchOutput(now_ms=now_ms), [], [], [], now_ms)
+
+    def prepare_more(self, prepared: Prepared, records: list[Record]) -> None:
+        """Stages 1-4 for more of the batch's messages, in order. Touches only ``prepared``, so a batch dropped
+        before ``finish`` leaves nothing behind."""
+        out = prepared.out
+        out.counts[Outcome.CONSUMED] += len(records)
         spent = dict.fromkeys((PARSE, DEDUP, MEDIA, MAPPING), 0.0)
         for record in records:
             try:
@@ -128,6 +139,11 @@ class Processor:
                     DeadLetter(record, f"internal error: {exc!r}", _peek_type(record), ReasonKind.INTERNAL_ERROR)
                 )
         self.timings.update(spent)
+
+    def finish(self, prepared: Prepared) -> Prepared:
+        """The batch is in flight from here: its ids count as seen, its entities stay in memory; ``missing`` names
+        the entities to read from storage."""
+        out = prepared.out
         self.in_flight.update(out.new_event_ids)
         self.states.pin(out.entities)
         prepared.missing = sorted(key for key in out.entities if key not in self.states)

@@ -51,9 +51,9 @@ class RunStats:
         self._observe_latencies(records, durable_ms)
 
     def _observe_latencies(self, records: list[Record], durable_ms: float) -> None:
-        for record in records:
-            seconds = max(0.0, (durable_ms - record.timestamp_ms) / 1000)
-            metrics.END_TO_END_SECONDS.observe(seconds)
+        latencies = [max(0.0, (durable_ms - record.timestamp_ms) / 1000) for record in records]
+        metrics.END_TO_END_SECONDS.observe_many(latencies)
+        for seconds in latencies:
             self.latency_count += 1
             if len(self.latencies) < LATENCY_SAMPLES:
                 self.latencies.append(seconds)

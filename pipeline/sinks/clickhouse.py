@@ -30,6 +30,7 @@ PARTITION_COLUMN = {"traces": "timestamp", "observations": "start_time", "scores
 # Entity tables first: a refused observation must not leave its media links behind.
 TABLE_ORDER = ("traces", "observations", "scores", "media")
 DAYS_IN_MONTHS = 28 * MAX_PARTITIONS_PER_INSERT
+CLOCK_COLUMNS = ["project_id", "entity", "id", "clocks", "event_ts"]
 Group = tuple[EntityKey, list[dict[str, Any]]]
 
 
@@ -79,15 +80,20 @@ class RowsSink:
         """Insert row dicts; returns the bytes ClickHouse reports written."""
         if not rows:
             return 0
-        names, columns = insert_columns(self.clickhouse.columns(table), rows)
-        return self.clickhouse.client.insert(table, columns, column_names=names, column_oriented=True).written_bytes()
+        types = self.clickhouse.columns(table)
+        names, columns = insert_columns(list(types), rows)
+        return self.clickhouse.client.insert(
+            table, columns, column_names=names, column_type_names=[types[name] for name in names], column_oriented=True
+        ).written_bytes()
 
     def insert_clocks(self, clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> int:
         rows = clock_rows(clocks, now_ms)
         if not rows:
             return 0
-        columns = ["project_id", "entity", "id", "clocks", "event_ts"]
-        return self.clickhouse.client.insert("merge_clocks", rows, column_names=columns).written_bytes()
+        types = self.clickhouse.columns("merge_clocks")
+        return self.clickhouse.client.insert(
+            "merge_clocks", rows, column_names=CLOCK_COLUMNS, column_type_names=[types[name] for name in CLOCK_COLUMNS]
+        ).written_bytes()
 
 
 def clock_rows(clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> list[list[Any]]:

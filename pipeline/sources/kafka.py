@@ -21,6 +21,11 @@ from pipeline.recordfile import Record
 log = logging.getLogger("lfpipe.source")
 IDLE_POLL_SECONDS = 0.5
 RevokeHook = Callable[[set[TopicPartition]], Awaitable[None]]
+OnFetched = Callable[[list[Record]], None]
+
+
+def _ignore(_: list[Record]) -> None:
+    return None
 
 
 @dataclass
@@ -73,10 +78,12 @@ class BatchSource(ConsumerRebalanceListener):
         """Leave the group at once (no commit: whatever was durable is committed already)."""
         await self.consumer.stop()
 
-    async def next_batch(self, max_events: int, max_bytes: int, window_seconds: float) -> Batch | None:
+    async def next_batch(
+        self, max_events: int, max_bytes: int, window_seconds: float, on_fetched: OnFetched = _ignore
+    ) -> Batch | None:
         """Messages until ``max_events`` or ``max_bytes`` (values, keys and headers), or until ``window_seconds``
         after the first one was produced (its timestamp; a message that waited behind a slow batch closes the next
-        one at once);
+        one at once); ``on_fetched`` sees each fetch's messages as they arrive, in order;
         ``None`` when nothing arrives for a short while (so the caller can look at its other duties). A batch
         that straddles a rebalance is dropped: its records are read again from the committed offsets."""
         records: list[Record] = []
@@ -96,13 +103,13 @@ class BatchSource(ConsumerRebalanceListener):
                 if wait == 0:
                     break
                 continue
-            for messages in fetched.values():
-                for message in messages:
-                    record = as_record(message)
-                    records.append(record)
-                    size += len(record.value) + len(record.key or b"")
-                    if record.headers:
-                        size += sum(len(value) for _, value in record.headers)
+            chunk = [as_record(message) for messages in fetched.values() for message in messages]
+            for record in chunk:
+                size += len(record.value) + len(record.key or b"")
+                if record.headers:
+                    size += sum(len(value) for _, value in record.headers)
+            records.extend(chunk)
+            on_fetched(chunk)
             if deadline is None:
                 # A producer clock ahead of ours must not stretch the window.
                 produced = min(record.timestamp_ms for record in records) / 1000

@@ -113,20 +113,21 @@ class ClickHouse:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
-        self._columns: dict[str, list[str]] = {}
+        self._columns: dict[str, dict[str, str]] = {}
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
-    def columns(self, table: str) -> list[str]:
-        """The table's column names in order (cached: migrations do not run under a live client)."""
+    def columns(self, table: str) -> dict[str, str]:
+        """The table's column names, in order, with their types (cached: migrations do not run under a live
+        client); inserts pass the types, so clickhouse-connect need not ask for them each time."""
         if table not in self._columns:
             result = self.client.query(
-                "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {table:String} "
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {table:String} "
                 "ORDER BY position",
                 parameters={"table": table},
             )
-            self._columns[table] = [row[0] for row in result.result_rows]
+            self._columns[table] = {name: kind for name, kind in result.result_rows}
         return self._columns[table]
 
     def close(self) -> None:

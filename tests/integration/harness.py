@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from devstack.processes import require_free, wait_for_port
 from pipeline.net import free_port
@@ -112,7 +113,13 @@ class PipelineEnv:
         """Until the group has committed everything in the ingestion topic."""
         deadline = time.monotonic() + timeout
         group, topic = self.env["LFPIPE_CONSUMER_GROUP"], self.topic("ingestion")
-        while asyncio.run(consumer_lag(self.bootstrap, group, topic)):
+        while True:
+            try:
+                if not asyncio.run(consumer_lag(self.bootstrap, group, topic)):
+                    return
+            except KafkaError as exc:  # a broker that has just started has no group coordinator yet
+                if not exc.retriable:
+                    raise
             assert time.monotonic() < deadline, f"the group did not catch up:\n{self.worker_logs()}"
             time.sleep(0.5)
 
