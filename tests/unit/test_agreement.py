@@ -72,4 +72,4 @@ def test_a_batch_prepared_fetch_by_fetch_gives_what_it_gives_prepared_at_once():
         whole.mark_durable(expected)
         pieces.mark_durable(got)
         compared += sum(len(rows) for rows in got.rows.values())
-    assert compared > 3000  # the whole stream was compared, not empty batches
+    assert compared > 2000  # the whole stream was compared, not empty batches
