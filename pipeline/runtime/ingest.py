@@ -26,8 +26,9 @@ from mode import Service
 
 from pipeline import metrics
 from pipeline.recordfile import Record
-from pipeline.runtime.batch import BatchOutput
+from pipeline.runtime.batch import BatchOutput, EntityKey
 from pipeline.runtime.checkpoint import CheckpointResult
+from pipeline.runtime.prefetch import Prefetch
 from pipeline.runtime.processor import Prepared, Processor
 from pipeline.runtime.stats import RunStats
 from pipeline.sources.kafka import Batch, BatchSource
@@ -106,10 +107,10 @@ class Ingestion(Service):
             fetched = await self._fetch_and_prepare()
             if fetched is None:
                 continue
-            batch, prepared = fetched
+            batch, prepared, prefetch = fetched
             self.busy = True
             self.stats.batch_started()
-            out = await self.complete(prepared)
+            out = await self.complete(prepared, prefetch)
             if self.in_flight is not None:
                 waited_at = time.perf_counter()
                 result = await asyncio.shield(self.in_flight.done)  # a stopping worker must not cancel it
@@ -126,40 +127,49 @@ class Ingestion(Service):
             await self.hand_over(self.in_flight)
             self.busy = False
 
-    async def _fetch_and_prepare(self) -> tuple[Batch, Prepared] | None:
+    async def _fetch_and_prepare(self) -> tuple[Batch, Prepared, Prefetch] | None:
         """The next batch, prepared (validate, dedup, extract) on the processor thread while the rest of it is
-        still being fetched: closing the batch leaves only its last fetch to prepare."""
+        still being fetched, and the entities memory does not hold read meanwhile (``prefetch.py``): closing
+        the batch leaves only its last fetch to prepare and read."""
         prepared = self.processor.begin(int(time.time() * 1000))
-        chunks: list[asyncio.Future[float]] = []
+        prefetch = Prefetch(self.reader)
+        chunks: list[asyncio.Future[tuple[float, list[EntityKey]]]] = []
 
-        def prepare(records: list[Record]) -> float:
+        def prepare(records: list[Record]) -> tuple[float, list[EntityKey]]:
             started = time.perf_counter()
-            self.processor.prepare_more(prepared, records)
-            return time.perf_counter() - started
+            missing = self.processor.prepare_more(prepared, records)
+            return time.perf_counter() - started, missing
+
+        def read_early(chunk: asyncio.Future[tuple[float, list[EntityKey]]]) -> None:
+            if not chunk.cancelled() and chunk.exception() is None:
+                prefetch.want(chunk.result()[1])
 
         def fetched(records: list[Record]) -> None:
             chunks.append(asyncio.get_running_loop().run_in_executor(self._thread, prepare, records))
+            chunks[-1].add_done_callback(read_early)
 
         batch = await self.source.next_batch(
             self.limits.max_events, self.limits.max_bytes, self.limits.window_seconds, fetched
         )
-        self.stats.stage_seconds["prepare"] += sum(await asyncio.gather(*chunks))  # a dropped batch's too
+        done = await asyncio.gather(*chunks)
+        self.stats.stage_seconds["prepare"] += sum(seconds for seconds, _ in done)  # a dropped batch's too
         if batch is None or not batch.records:
+            await prefetch.cancel()
             return None
-        return batch, await self.in_processor(self.processor.finish, prepared)
+        return batch, await self.in_processor(self.processor.finish, prepared), prefetch
 
     async def process(self, batch: Batch) -> BatchOutput:
         """Validate, dedup and extract; read the entities memory does not hold; merge and build rows."""
         started = time.perf_counter()
         prepared = await self.in_processor(self.processor.prepare, batch.records, int(time.time() * 1000))
         self.stats.stage_seconds["prepare"] += time.perf_counter() - started
-        return await self.complete(prepared)
+        return await self.complete(prepared, Prefetch(self.reader))
 
-    async def complete(self, prepared: Prepared) -> BatchOutput:
-        """Read the entities memory does not hold; merge and build rows."""
+    async def complete(self, prepared: Prepared, prefetch: Prefetch) -> BatchOutput:
+        """Read the entities memory does not hold (what the prefetch has not read yet); merge and build rows."""
         timings = self.stats.stage_seconds
         started = time.perf_counter()
-        stored = await self.reader.read(prepared.missing)
+        stored = await prefetch.rest(prepared.missing)
         merge_at = time.perf_counter()
         out = await self.in_processor(self.processor.complete, prepared, stored)
         done_at = time.perf_counter()

@@ -82,6 +82,7 @@ class Prepared:
     missing: list[EntityKey]
     now_ms: int
     batch_ids: set[EventKey] = field(default_factory=set)
+    entity_order: list[EntityKey] = field(default_factory=list)  # out.entities in the order they first came
 
 
 class Processor:
@@ -120,10 +121,12 @@ class Processor:
         it is still being fetched) and ``finish`` to close."""
         return Prepared(BatchOutput(now_ms=now_ms), [], [], [], now_ms)
 
-    def prepare_more(self, prepared: Prepared, records: list[Record]) -> None:
-        """Stages 1-4 for more of the batch's messages, in order. Touches only ``prepared``, so a batch dropped
+    def prepare_more(self, prepared: Prepared, records: list[Record]) -> list[EntityKey]:
+        """Stages 1-4 for more of the batch's messages, in order; returns the entities they bring that memory
+        does not hold (so the runtime can start reading them). Touches only ``prepared``, so a batch dropped
         before ``finish`` leaves nothing behind."""
         out = prepared.out
+        known = len(out.entities)
         out.counts[Outcome.CONSUMED] += len(records)
         spent = dict.fromkeys((PARSE, DEDUP, MEDIA, MAPPING), 0.0)
         for record in records:
@@ -139,6 +142,10 @@ class Processor:
                     DeadLetter(record, f"internal error: {exc!r}", _peek_type(record), ReasonKind.INTERNAL_ERROR)
                 )
         self.timings.update(spent)
+        if len(out.entities) == known:
+            return []
+        fresh = prepared.entity_order[known:]
+        return [key for key in fresh if key not in self.states]
 
     def finish(self, prepared: Prepared) -> Prepared:
         """The batch is in flight from here: its ids count as seen, its entities stay in memory; ``missing`` names
@@ -181,7 +188,9 @@ class Processor:
         out.archived.append(record)
         prepared.batch_ids.add(key_of_event)
         out.new_event_ids.append(key_of_event)
-        out.entities.add(entity_key)
+        if entity_key not in out.entities:
+            out.entities.add(entity_key)
+            prepared.entity_order.append(entity_key)
         out.sources.setdefault(entity_key, []).append((record, key_of_event, outcome.type))
         prepared.parsed.append((outcome, event_fields))
         if found is not None:
