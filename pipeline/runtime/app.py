@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -50,6 +50,7 @@ from pipeline.transforms.catalog import Catalog
 from pipeline.transforms.media import Limits as MediaLimits
 
 log = logging.getLogger("lfpipe.worker")
+INSERT_LANES = 3  # ClickHouse sessions the inserts use: one per entity table
 LAG_SAMPLE_SECONDS = 5.0
 
 
@@ -76,6 +77,7 @@ class Worker:
     health: Health
     stats: RunStats
     query_server: QueryServer | None = None
+    insert_lanes: list[ClickHouse] = field(default_factory=list)  # sessions beside ``clickhouse`` for inserts
     exiting: bool = False
 
 
@@ -168,9 +170,11 @@ def make_ingestion(
 
 def make_checkpoint(worker: Worker, processor: Processor) -> Checkpoint:
     clickhouse, store = worker.clickhouse, worker.store
-    sinks = Sinks(
-        MediaSink(store), ArchiveSink(store), RowsSink(clickhouse), DeletionSink(clickhouse, store), worker.dead_letters
-    )
+    worker.insert_lanes = [
+        ClickHouse(another_session(worker.endpoints.clickhouse_url)) for _ in range(INSERT_LANES - 1)
+    ]
+    rows = RowsSink(clickhouse, worker.insert_lanes)
+    sinks = Sinks(MediaSink(store), ArchiveSink(store), rows, DeletionSink(clickhouse, store), worker.dead_letters)
 
     async def mark_durable(out: Any, refused: Any) -> None:
         await worker.ingestion.in_processor(processor.mark_durable, out, refused)
@@ -267,6 +271,8 @@ async def close(worker: Worker) -> None:
             await step()
         except Exception as exc:  # already stopping: a client that fails to close loses nothing
             log.debug("closing: %s", exc)
+    for lane in worker.insert_lanes:
+        await asyncio.to_thread(lane.close)
     await asyncio.to_thread(worker.clickhouse.close)
     await asyncio.to_thread(worker.ingestion.reader.clickhouse.close)
 

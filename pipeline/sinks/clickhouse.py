@@ -1,4 +1,5 @@
-"""Rows and merge clocks into ClickHouse, on the ClickHouse thread.
+"""Rows and merge clocks into ClickHouse: traces, observations and scores side by side (a session and thread
+each), then media links and clocks on the main session's thread.
 
 Rows before clocks: after a crash between the two, stored clocks are never newer than the stored row, so
 re-applying the redelivered events restores both (the reverse order would let a newer clock shadow a value
@@ -13,6 +14,7 @@ Two kinds of refusal are handled here rather than retried forever:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,6 +31,7 @@ MAX_PARTITIONS_PER_INSERT = 100
 PARTITION_COLUMN = {"traces": "timestamp", "observations": "start_time", "scores": "timestamp"}
 # Entity tables first: a refused observation must not leave its media links behind.
 TABLE_ORDER = ("traces", "observations", "scores", "media")
+ENTITY_TABLES = TABLE_ORDER[:3]
 DAYS_IN_MONTHS = 28 * MAX_PARTITIONS_PER_INSERT
 CLOCK_COLUMNS = ["project_id", "entity", "id", "clocks", "event_ts"]
 Group = tuple[EntityKey, list[dict[str, Any]]]
@@ -37,14 +40,17 @@ Group = tuple[EntityKey, list[dict[str, Any]]]
 class RowsSink:
     name = "clickhouse"
 
-    def __init__(self, clickhouse: ClickHouse) -> None:
+    def __init__(self, clickhouse: ClickHouse, lanes: Sequence[ClickHouse] = ()) -> None:
         self.clickhouse = clickhouse
+        # Entity tables are independent of each other: they go in side by side, one session and thread each
+        # (chDB runs sessions concurrently and works without the GIL); media links and clocks follow.
+        self.lanes = [clickhouse, *lanes]
 
     async def write(self, out: BatchOutput) -> Refused:
         if not out.rows and not out.clocks:
             return {}
         started = time.perf_counter()
-        refused, written_bytes = await self.clickhouse.run(self.insert, out)
+        refused, written_bytes = await self.insert(out)
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
         metrics.INSERT_BYTES.inc(written_bytes)
         for table in out.rows:
@@ -54,35 +60,56 @@ class RowsSink:
             metrics.STORE_REFUSALS.labels(self.name).inc(len(refused))
         return refused
 
-    def insert(self, out: BatchOutput) -> tuple[Refused, int]:
-        """Every table's rows, then the clocks of the entities that were not refused (ClickHouse thread)."""
+    async def insert(self, out: BatchOutput) -> tuple[Refused, int]:
+        """The entity tables' rows, then media links and clocks of the entities that were not refused."""
+        tables = [table for table in ENTITY_TABLES if table in out.rows]
+        lanes = [self.lanes[number % len(self.lanes)] for number in range(len(tables))]
+        parts = await asyncio.gather(
+            *(lane.run(self.insert_table, lane, table, out, {}) for lane, table in zip(lanes, tables, strict=True))
+        )
         refused: Refused = {}
-        written = 0
-        for table in sorted(out.rows, key=lambda name: TABLE_ORDER.index(name)):
-            groups: dict[EntityKey, list[dict[str, Any]]] = {}
-            for row, owner in zip(out.rows[table], out.row_owners[table], strict=True):
-                if owner not in refused:
-                    groups.setdefault(owner, []).append(row)
-            for chunk in by_partitions(table, list(groups.items())):
-                counter = [0]
+        for table_refused, _ in parts:
+            refused |= table_refused
+        written = sum(table_written for _, table_written in parts)
+        return await self.clickhouse.run(self.insert_after_entities, out, refused, written)
 
-                def write(part: Sequence[Group], table: str = table, counter: list[int] = counter) -> None:
-                    counter[0] += self.insert_rows(table, [row for _, rows in part for row in rows])
-
-                for (owner, _), reason in narrow(chunk, write, is_data_error):
-                    refused[owner] = f"ClickHouse refused the {table} row: {reason}"
-                written += counter[0]
+    def insert_after_entities(self, out: BatchOutput, refused: Refused, written: int) -> tuple[Refused, int]:
+        """Media links, then clocks (main session's thread): a refused entity leaves neither behind."""
+        for table in sorted(set(out.rows) - set(ENTITY_TABLES), key=TABLE_ORDER.index):
+            table_refused, table_written = self.insert_table(self.clickhouse, table, out, refused)
+            refused |= table_refused
+            written += table_written
         clocks = [clock for clock in out.clocks if (clock[0], clock[1], clock[2]) not in refused]
-        written += self.insert_clocks(clocks, out.now_ms)
-        return refused, written
+        return refused, written + self.insert_clocks(clocks, out.now_ms)
 
-    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert row dicts; returns the bytes ClickHouse reports written."""
+    def insert_table(self, lane: ClickHouse, table: str, out: BatchOutput, refused: Refused) -> tuple[Refused, int]:
+        """One table's rows, leaving out those of ``refused`` entities; returns the entities it refuses (found by
+        halving the insert) and the bytes written."""
+        groups: dict[EntityKey, list[dict[str, Any]]] = {}
+        for row, owner in zip(out.rows[table], out.row_owners[table], strict=True):
+            if owner not in refused:
+                groups.setdefault(owner, []).append(row)
+        newly: Refused = {}
+        written = 0
+        for chunk in by_partitions(table, list(groups.items())):
+
+            def write(part: Sequence[Group]) -> None:
+                nonlocal written
+                written += self.insert_rows(table, [row for _, rows in part for row in rows], lane)
+
+            for (owner, _), reason in narrow(chunk, write, is_data_error):
+                newly[owner] = f"ClickHouse refused the {table} row: {reason}"
+        return newly, written
+
+    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]], lane: ClickHouse | None = None) -> int:
+        """Insert row dicts (through ``lane``, on its thread; the main session by default); returns the bytes
+        ClickHouse reports written."""
         if not rows:
             return 0
-        types = self.clickhouse.columns(table)
+        lane = lane or self.clickhouse
+        types = lane.columns(table)
         names, columns = insert_columns(list(types), rows)
-        return self.clickhouse.client.insert(
+        return lane.client.insert(
             table, columns, column_names=names, column_type_names=[types[name] for name in names], column_oriented=True
         ).written_bytes()
 
