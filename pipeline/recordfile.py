@@ -36,9 +36,26 @@ def _b64(data: bytes | None) -> str | None:
 
 
 def encode_records(records: Iterable[Record], level: int = 3) -> bytes:
-    buffer = io.BytesIO()
-    write_records(buffer, records, level)
-    return buffer.getvalue()
+    """A whole record file in memory: the parts joined, then compressed in one call (one zstd frame), which
+    costs far less per record than feeding a stream writer four small writes each."""
+    parts = [MAGIC]
+    for record in records:
+        header = _header(record)
+        parts += (_LENGTH.pack(len(header)), header, _LENGTH.pack(len(record.value)), record.value)
+    return zstandard.ZstdCompressor(level=level).compress(b"".join(parts))
+
+
+def _header(record: Record) -> bytes:
+    return orjson.dumps(
+        {
+            "t": record.topic,
+            "p": record.partition,
+            "o": record.offset,
+            "ts": record.timestamp_ms,
+            "k": _b64(record.key),
+            "h": [[name, _b64(value)] for name, value in record.headers],
+        }
+    )
 
 
 class RecordWriter:
@@ -50,16 +67,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        header = orjson.dumps(
-            {
-                "t": record.topic,
-                "p": record.partition,
-                "o": record.offset,
-                "ts": record.timestamp_ms,
-                "k": _b64(record.key),
-                "h": [[name, _b64(value)] for name, value in record.headers],
-            }
-        )
+        header = _header(record)
         self._out.write(_LENGTH.pack(len(header)))
         self._out.write(header)
         self._out.write(_LENGTH.pack(len(record.value)))

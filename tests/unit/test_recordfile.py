@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from pipeline.recordfile import Record, decode_records, encode_records, read_records
+from pipeline.recordfile import Record, decode_records, encode_records, read_records, write_records
 
 
 def test_records_round_trip_with_keys_headers_and_raw_bytes():
@@ -32,3 +32,10 @@ def test_other_files_are_refused():
 
     with pytest.raises(ValueError, match="not an LFR1"):
         decode_records(zstandard.ZstdCompressor().compress(b"hello world"))
+
+
+def test_the_streaming_writer_and_the_in_memory_encoding_write_the_same_records():
+    records = [Record(value=f'{{"n":{n}}}'.encode(), key=b"k" if n % 2 else None, offset=n) for n in range(500)]
+    streamed = io.BytesIO()
+    assert write_records(streamed, records) == 500
+    assert decode_records(streamed.getvalue()) == decode_records(encode_records(records)) == records
