@@ -67,7 +67,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        header = _header(record)
+        header = _header(record)  # the framing of encode_records, written as a stream
         self._out.write(_LENGTH.pack(len(header)))
         self._out.write(header)
         self._out.write(_LENGTH.pack(len(record.value)))

@@ -95,23 +95,11 @@ class RowsSink:
 
             def write(part: Sequence[Group]) -> None:
                 nonlocal written
-                written += self.insert_rows(table, [row for _, rows in part for row in rows], lane)
+                written += insert_rows(lane, table, [row for _, rows in part for row in rows])
 
             for (owner, _), reason in narrow(chunk, write, is_data_error):
                 newly[owner] = f"ClickHouse refused the {table} row: {reason}"
         return newly, written
-
-    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]], lane: ClickHouse | None = None) -> int:
-        """Insert row dicts (through ``lane``, on its thread; the main session by default); returns the bytes
-        ClickHouse reports written."""
-        if not rows:
-            return 0
-        lane = lane or self.clickhouse
-        types = lane.columns(table)
-        names, columns = insert_columns(list(types), rows)
-        return lane.client.insert(
-            table, columns, column_names=names, column_type_names=[types[name] for name in names], column_oriented=True
-        ).written_bytes()
 
     def insert_clocks(self, clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> int:
         rows = clock_rows(clocks, now_ms)
@@ -121,6 +109,17 @@ class RowsSink:
         return self.clickhouse.client.insert(
             "merge_clocks", rows, column_names=CLOCK_COLUMNS, column_type_names=[types[name] for name in CLOCK_COLUMNS]
         ).written_bytes()
+
+
+def insert_rows(lane: ClickHouse, table: str, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert row dicts through ``lane`` (on its thread); returns the bytes ClickHouse reports written."""
+    if not rows:
+        return 0
+    types = lane.columns(table)
+    names, columns = insert_columns(list(types), rows)
+    return lane.client.insert(
+        table, columns, column_names=names, column_type_names=[types[name] for name in names], column_oriented=True
+    ).written_bytes()
 
 
 def clock_rows(clocks: Iterable[tuple[str, str, str, dict[str, Any]]], now_ms: int) -> list[list[Any]]:
